@@ -1,0 +1,1 @@
+"""Signup Service: signups, bulk imports and notifications on durable BackgroundTasks."""

@@ -1,0 +1,89 @@
+"""Settings read from the environment (and `.env`), validated once at start."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+SmtpTls = Literal["none", "starttls", "tls"]
+
+_ASYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; `.env.example` documents each one."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    app_env: Literal["development", "production"] = "development"
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    data_dir: Path = Path("data")
+    database_url: str | None = Field(
+        default=None,
+        description="Any SQLAlchemy async URL; unset means a SQLite file in DATA_DIR.",
+    )
+    database_pool_size: int = Field(default=20, ge=1)
+    task_database_pool_size: int = Field(default=10, ge=1)
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: SmtpTls = "none"
+    smtp_pool_size: int = Field(default=8, ge=1)
+    mail_from: str = "Signup Service <no-reply@signup-service.localhost>"
+
+    task_timeout_seconds: float = Field(default=30.0, gt=0)
+    task_max_attempts: int = Field(default=8, ge=1)
+    task_backoff_base_seconds: float = Field(default=1.0, ge=0)
+    task_backoff_max_seconds: float = Field(default=600.0, ge=0)
+    task_lease_seconds: float = Field(default=120.0, gt=0)
+    task_inline_retry_seconds: float = Field(default=5.0, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        url = make_url(value)
+        driver = _ASYNC_DRIVERS.get(url.drivername)
+        if driver is None:
+            raise ValueError(
+                "DATABASE_URL must be PostgreSQL (postgresql+asyncpg://) "
+                f"or SQLite (sqlite+aiosqlite://), not {url.drivername!r}"
+            )
+        return url.set(drivername=driver).render_as_string(hide_password=False)
+
+    @model_validator(mode="after")
+    def _lease_outlives_timeout(self) -> "Settings":
+        # A lease shorter than the timeout would let a second worker claim work
+        # that the first is still legitimately doing: a double send.
+        if self.task_lease_seconds <= self.task_timeout_seconds:
+            raise ValueError("TASK_LEASE_SECONDS must be greater than TASK_TIMEOUT_SECONDS")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The URL in use: DATABASE_URL, or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'signup-service.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the embedded SMTP capture saves messages when SMTP_HOST is unset."""
+        return self.data_dir / "mail"

@@ -1,0 +1,101 @@
+"""Engines and the two session factories: one pool for requests, one for background work."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from app.core.config import Settings
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def create_engine(settings: Settings, *, pool_size: int) -> AsyncEngine:
+    """An engine for the configured database, tuned for its dialect."""
+    url = settings.resolved_database_url
+    if settings.is_sqlite:
+        ensure_sqlite_directory(url)
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+        make_sqlite_safe_for_concurrency(engine)
+        return engine
+    # max_overflow=0: overflow connections are closed on return, so a burst above
+    # pool_size would open and close a connection per request. Waiting for a
+    # pooled connection is cheaper than that churn.
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={"server_settings": {"application_name": "signup-service"}},
+    )
+
+
+def ensure_sqlite_directory(url: str) -> None:
+    """SQLite creates the file but not its folder: create the folder (DATA_DIR) too."""
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def make_sqlite_safe_for_concurrency(engine: AsyncEngine) -> None:
+    """WAL, a busy timeout and BEGIN IMMEDIATE, so concurrent writers wait instead of failing.
+
+    pysqlite's deferred BEGIN takes the write lock only at the first write; two
+    transactions that read then write can then deadlock and one fails with
+    "database is locked" at once, whatever the busy timeout. Taking the write
+    lock at BEGIN makes them queue instead.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_session_factory(engine: AsyncEngine) -> SessionFactory:
+    # expire_on_commit=False: after the service commits, the router still reads the
+    # row to shape the response, and must not open a new transaction to do so.
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@dataclass
+class Database:
+    """The request pool and the task pool, opened and closed together."""
+
+    request_engine: AsyncEngine
+    task_engine: AsyncEngine
+    request_sessions: SessionFactory
+    task_sessions: SessionFactory
+
+    @classmethod
+    def open(cls, settings: Settings) -> "Database":
+        request_engine = create_engine(settings, pool_size=settings.database_pool_size)
+        task_engine = create_engine(settings, pool_size=settings.task_database_pool_size)
+        return cls(
+            request_engine=request_engine,
+            task_engine=task_engine,
+            request_sessions=create_session_factory(request_engine),
+            task_sessions=create_session_factory(task_engine),
+        )
+
+    async def close(self) -> None:
+        await self.request_engine.dispose()
+        await self.task_engine.dispose()

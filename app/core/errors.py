@@ -1,0 +1,196 @@
+"""Domain exceptions that carry their HTTP meaning, and the handlers that render them.
+
+Every error leaves the service as RFC 9457 problem details
+(`application/problem+json`), whatever raised it: a service rule, request
+validation, an unknown route, or a bug.
+"""
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, ClassVar, cast
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.schemas.problem import FieldError, Problem
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class ServiceError(Exception):
+    """A failure the client can act on; subclasses say which HTTP status it means."""
+
+    status: ClassVar[int] = 400
+    slug: ClassVar[str] = "bad-request"
+    title: ClassVar[str] = "Bad request"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @classmethod
+    def problem_type(cls) -> str:
+        return f"/problems/{cls.slug}"
+
+
+class NotFound(ServiceError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class UserNotFound(NotFound):
+    slug = "user-not-found"
+    title = "User not found"
+
+
+class EmailAlreadyRegistered(Conflict):
+    slug = "email-already-registered"
+    title = "Email already registered"
+
+
+class WelcomeEmailInProgress(Conflict):
+    slug = "welcome-email-in-progress"
+    title = "Welcome email still in progress"
+
+
+class IdempotencyKeyReused(ServiceError):
+    status = 422
+    slug = "idempotency-key-reused"
+    title = "Idempotency key reused with another request"
+
+
+class IdempotencyKeyInProgress(Conflict):
+    slug = "idempotency-key-in-progress"
+    title = "A request with this idempotency key is still in progress"
+
+
+class ServiceUnavailable(ServiceError):
+    status = 503
+    slug = "service-unavailable"
+    title = "Service unavailable"
+
+
+class RequestValidationFailed(ServiceError):
+    """Documents the validation error in OpenAPI; FastAPI raises its own exception."""
+
+    status = 422
+    slug = "validation-error"
+    title = "Request validation failed"
+
+
+def problem_response(problem: Problem, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        problem.model_dump(mode="json", exclude_none=True),
+        status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def problem_responses(
+    *errors: type[ServiceError], validation: bool = True
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for a route: its documented errors, and validation failure."""
+    documented: list[type[ServiceError]] = [*errors]
+    if validation:
+        documented.append(RequestValidationFailed)
+    responses: dict[int | str, dict[str, Any]] = {}
+    for error in documented:
+        entry = responses.setdefault(
+            error.status,
+            {
+                "model": Problem,
+                "content": {PROBLEM_MEDIA_TYPE: {}},
+                "description": error.title,
+            },
+        )
+        if error.title not in entry["description"]:
+            entry["description"] += f"; or {error.title.lower()}"
+    return responses
+
+
+# Starlette types every handler as taking Exception; it calls each one only with
+# the class it was registered for, hence the casts.
+
+
+async def _service_error(request: Request, raised: Exception) -> JSONResponse:
+    exc = cast(ServiceError, raised)
+    return problem_response(
+        Problem(
+            type=exc.problem_type(),
+            title=exc.title,
+            status=exc.status,
+            detail=exc.detail,
+            instance=request.url.path,
+        )
+    )
+
+
+async def _validation_error(request: Request, raised: Exception) -> JSONResponse:
+    exc = cast(RequestValidationError, raised)
+    errors = [
+        FieldError(loc=list(error.get("loc", ())), msg=error["msg"], type=error["type"])
+        for error in exc.errors()
+    ]
+    return problem_response(
+        Problem(
+            type=RequestValidationFailed.problem_type(),
+            title=RequestValidationFailed.title,
+            status=422,
+            detail="; ".join(_describe(error) for error in errors[:5]),
+            instance=request.url.path,
+            errors=errors,
+        )
+    )
+
+
+def _describe(error: FieldError) -> str:
+    where = ".".join(str(part) for part in error.loc if part != "body") or "body"
+    return f"{where}: {error.msg}"
+
+
+async def _http_error(request: Request, raised: Exception) -> JSONResponse:
+    exc = cast(StarletteHTTPException, raised)
+    phrase = HTTPStatus(exc.status_code).phrase
+    return problem_response(
+        Problem(
+            type="about:blank",
+            title=phrase,
+            status=exc.status_code,
+            detail=exc.detail if exc.detail != phrase else None,
+            instance=request.url.path,
+        ),
+        headers=exc.headers,
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        Problem(
+            type="/problems/internal-error",
+            title="Internal server error",
+            status=500,
+            detail="The error was logged; the request can be retried.",
+            instance=request.url.path,
+        )
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,75 @@
+"""Structured logging: every line carries the request id or the task it belongs to.
+
+The context lives in a contextvar, so it follows a request into the background
+tasks it schedules (they run in the same ASGI call) without being passed around.
+The standard library is enough here; one formatter renders text or JSON.
+"""
+
+import json
+import logging
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any
+
+_context: ContextVar[Mapping[str, Any]] = ContextVar("log_context", default={})  # noqa: B039
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    """Add fields to every log line emitted inside the block (and tasks it starts)."""
+    token = _context.set({**_context.get(), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def bind_log_context(**fields: Any) -> None:
+    """Add fields for the rest of the current context (a request, a task)."""
+    _context.set({**_context.get(), **fields})
+
+
+class _ContextFormatter(logging.Formatter):
+    def __init__(self, json_lines: bool) -> None:
+        super().__init__()
+        self.json_lines = json_lines
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = {**_context.get(), **getattr(record, "fields", {})}
+        timestamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        message = record.getMessage()
+        if self.json_lines:
+            entry: dict[str, Any] = {
+                "time": timestamp,
+                "level": record.levelname,
+                "logger": record.name,
+                "message": message,
+                **fields,
+            }
+            if record.exc_info:
+                entry["exception"] = self.formatException(record.exc_info)
+            return json.dumps(entry, default=str)
+        line = f"{timestamp} {record.levelname:<7} {record.name}: {message}"
+        if fields:
+            line += " " + " ".join(f"{key}={value}" for key, value in fields.items())
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Route the service's, uvicorn's and SQLAlchemy's loggers through one handler."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ContextFormatter(json_lines=fmt == "json"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+    # aiosmtpd logs every SMTP command at INFO: noise next to our own mail log.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)

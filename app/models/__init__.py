@@ -1,0 +1,8 @@
+"""SQLAlchemy models; importing this package registers every table on the metadata."""
+
+from app.models.audit import AuditEntry
+from app.models.base import Base, TaskStatus
+from app.models.idempotency import IdempotencyKey
+from app.models.user import User
+
+__all__ = ["AuditEntry", "Base", "IdempotencyKey", "TaskStatus", "User"]

@@ -1,0 +1,47 @@
+"""Users, with their welcome email's delivery state kept beside the row it belongs to."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Index, Integer, String, Text, Uuid, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.models.base import Base, TaskStatus, UTCDateTime, task_status_type, utcnow
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # The welcome email's state lives in the user's own row, so the signup
+    # transaction that creates the user also records that an email is owed.
+    welcome_status: Mapped[TaskStatus] = mapped_column(
+        task_status_type("welcome_status"), default=TaskStatus.PENDING
+    )
+    welcome_generation: Mapped[int] = mapped_column(Integer, default=1)
+    welcome_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    welcome_next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    welcome_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    welcome_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    welcome_last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        # Recovery looks for due work with these two; partial, so they hold only
+        # the few unfinished rows, not every user who ever signed up.
+        Index(
+            "ix_users_welcome_due",
+            "welcome_next_attempt_at",
+            postgresql_where=text("welcome_status IN ('pending', 'retrying')"),
+            sqlite_where=text("welcome_status IN ('pending', 'retrying')"),
+        ),
+        Index(
+            "ix_users_welcome_lease",
+            "welcome_lease_until",
+            postgresql_where=text("welcome_status = 'running'"),
+            sqlite_where=text("welcome_status = 'running'"),
+        ),
+    )
