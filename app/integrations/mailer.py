@@ -1,0 +1,155 @@
+"""SMTP delivery through a small pool of reused aiosmtplib connections.
+
+aiosmtplib opens a connection per `send()` call; reusing connections saves the
+TCP, EHLO (and TLS and AUTH) round trips on every message. The pool also bounds
+how many messages are in flight at once. No maintained library pools aiosmtplib
+connections, so this is done here, in one place.
+"""
+
+import asyncio
+import logging
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+
+import aiosmtplib
+
+from app.core.config import Settings
+from app.integrations.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+
+logger = logging.getLogger(__name__)
+
+
+def mail_domain(sender: str) -> str:
+    """The domain of an address like 'Name <user@example.com>' (for Message-IDs, EHLO)."""
+    _, address = parseaddr(sender)
+    return address.rpartition("@")[2] or "localhost"
+
+
+def compose(
+    *, sender: str, to: str, subject: str, text: str, html: str, message_id: str
+) -> EmailMessage:
+    """A plain-text message with an HTML alternative.
+
+    EmailMessage folds and encodes headers, and refuses a header value that
+    contains CR or LF, so no value can smuggle in a header of its own.
+    """
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = Address(addr_spec=to)
+    message["Subject"] = subject
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = message_id
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+class Mailer:
+    """Sends messages, raising DeliveryError subclasses the task runner understands."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        tls: str = "none",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+        pool_size: int = 8,
+        local_hostname: str = "localhost",
+    ) -> None:
+        self.host = host
+        self.port = port
+        self._tls = tls
+        self._username = username
+        self._password = password
+        self._timeout = timeout
+        self._local_hostname = local_hostname
+        self._slots = asyncio.Semaphore(pool_size)
+        self._idle: list[aiosmtplib.SMTP] = []
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, host: str, port: int) -> "Mailer":
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        return cls(
+            host=host,
+            port=port,
+            tls=settings.smtp_tls,
+            username=settings.smtp_username,
+            password=password,
+            timeout=settings.task_timeout_seconds,
+            pool_size=settings.smtp_pool_size,
+            local_hostname=mail_domain(settings.mail_from),
+        )
+
+    async def send(self, message: EmailMessage) -> None:
+        async with self._slots:
+            client = self._take_idle()
+            try:
+                if client is None:
+                    client = await self._connect()
+                await client.send_message(message)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                _discard(client)
+                raise _classify(exc) from exc
+            except BaseException:
+                _discard(client)
+                raise
+            self._idle.append(client)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+    def _take_idle(self) -> aiosmtplib.SMTP | None:
+        while self._idle:
+            client = self._idle.pop()
+            if client.is_connected:
+                return client
+        return None
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            use_tls=self._tls == "tls",
+            start_tls=self._tls == "starttls",
+            username=self._username,
+            password=self._password,
+            timeout=self._timeout,
+            # Without it aiosmtplib calls socket.getfqdn(): a DNS lookup per connection.
+            local_hostname=self._local_hostname,
+        )
+        await client.connect()
+        return client
+
+
+def _discard(client: aiosmtplib.SMTP | None) -> None:
+    # After a failure or a cancellation the connection is in an unknown state (a
+    # reply may still be on its way): it must never carry the next message.
+    if client is not None:
+        client.close()
+
+
+def _classify(exc: aiosmtplib.SMTPException | OSError) -> DeliveryError:
+    """SMTP 4xx and network trouble are transient; SMTP 5xx is permanent."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [refusal.code for refusal in exc.recipients]
+        reply = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+        if any(500 <= code < 600 for code in codes):
+            return PermanentDeliveryError(f"recipient refused: {reply}")
+        return TransientDeliveryError(f"recipient refused: {reply}")
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        reply = f"SMTP {exc.code} {exc.message}"
+        if 500 <= exc.code < 600:
+            return PermanentDeliveryError(reply)
+        return TransientDeliveryError(reply)
+    if isinstance(exc, TimeoutError):
+        return TransientDeliveryError(f"SMTP timeout: {exc}")
+    return TransientDeliveryError(f"SMTP connection failed: {type(exc).__name__}: {exc}")
