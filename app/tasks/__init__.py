@@ -1,0 +1,1 @@
+"""Background work: the shared contract (runner), one module per task, and recovery."""
