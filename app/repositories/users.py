@@ -1,0 +1,75 @@
+"""SQL for users and their welcome-email state."""
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models.base import TaskStatus
+from app.models.user import User
+from app.repositories.dialect import upsert_insert
+
+
+async def insert(session: AsyncSession, *, email: str, name: str, now: datetime) -> User | None:
+    """Insert a user owing a welcome email; None if the email is taken.
+
+    ON CONFLICT rather than check-then-insert: two simultaneous signups for one
+    address cannot both pass a check, and the loser gets a clean answer instead
+    of an integrity error.
+    """
+    statement = (
+        upsert_insert(session, User)
+        .values(
+            id=uuid.uuid4(),
+            email=email,
+            name=name,
+            created_at=now,
+            welcome_status=TaskStatus.PENDING,
+            welcome_next_attempt_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[User.email])
+        .returning(User)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def exists(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    found = await session.scalar(select(User.id).where(User.id == user_id))
+    return found is not None
+
+
+async def delete_by_id(session: AsyncSession, user_id: uuid.UUID) -> bool:
+    result = await session.execute(delete(User).where(User.id == user_id).returning(User.id))
+    return result.first() is not None
+
+
+async def rearm_welcome(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> User | None:
+    """Owe the user a new welcome email if the last one settled; None otherwise.
+
+    A new generation gives the new message its own Message-ID, so a receiver
+    deduplicating by Message-ID still shows the resend.
+    """
+    statement = (
+        update(User)
+        .where(
+            User.id == user_id,
+            User.welcome_status.in_([TaskStatus.SUCCEEDED, TaskStatus.FAILED]),
+        )
+        .values(
+            welcome_status=TaskStatus.PENDING,
+            welcome_generation=User.welcome_generation + 1,
+            welcome_attempts=0,
+            welcome_next_attempt_at=now,
+            welcome_lease_until=None,
+            welcome_sent_at=None,
+            welcome_last_error=None,
+        )
+        .returning(User)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.scalars(statement)).one_or_none()

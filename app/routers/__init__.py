@@ -1,0 +1,1 @@
+"""HTTP only: parse, call a service, schedule background work, shape the response."""

@@ -1,0 +1,80 @@
+"""Typed dependencies, so a route reads like its signature."""
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import BackgroundTasks, Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.config import Settings
+from app.core.db import Database
+from app.models.base import utcnow
+from app.schemas.audit import AuditEntryCreate
+from app.tasks.audit import write_audit_entry
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
+
+
+async def get_session(
+    database: Annotated[Database, Depends(get_database)],
+) -> AsyncIterator[AsyncSession]:
+    # No commit here: this teardown runs after the background tasks (FastAPI
+    # >= 0.118), far too late. Services commit before the route schedules work.
+    async with database.request_sessions() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Repeat a POST safely: the same key and body replay the first response "
+        "for 24 hours; the same key with another body is refused with 422.",
+    ),
+]
+
+
+class Auditor:
+    """Records audit entries for this request; each is written by a background task.
+
+    Recording is explicit and comes after the route's own scheduling, so the
+    audit write is queued behind the work it describes.
+    """
+
+    def __init__(self, request: Request, background_tasks: BackgroundTasks) -> None:
+        self._background_tasks = background_tasks
+        self._request_id: str | None = request.scope.get("state", {}).get("request_id")
+        self._client = request.client.host if request.client else None
+        self.actor = "anonymous"
+
+    def record(self, action: str, resource: str, **details: Any) -> None:
+        entry = AuditEntryCreate(
+            id=uuid.uuid4(),
+            occurred_at=utcnow(),
+            actor=self.actor,
+            action=action,
+            resource=resource,
+            request_id=self._request_id,
+            client_address=self._client,
+            details=details,
+        )
+        self._background_tasks.add_task(write_audit_entry, entry)
+
+
+AuditDep = Annotated[Auditor, Depends(Auditor)]

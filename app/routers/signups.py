@@ -1,0 +1,48 @@
+"""POST /signups."""
+
+from fastapi import APIRouter, BackgroundTasks, Response
+from fastapi.responses import JSONResponse
+
+from app.core.errors import EmailAlreadyRegistered, IdempotencyKeyInProgress, problem_responses
+from app.routers.deps import AuditDep, IdempotencyKeyHeader, SessionDep
+from app.schemas.user import UserCreate, UserRead
+from app.services import signups
+from app.services.idempotency import StoredResponse
+from app.services.signups import user_location
+from app.tasks.welcome_email import send_welcome_email
+
+router = APIRouter(tags=["signups"])
+
+
+@router.post(
+    "/signups",
+    status_code=201,
+    response_model=UserRead,
+    summary="Sign up; the welcome email is sent in the background",
+    responses=problem_responses(EmailAlreadyRegistered, IdempotencyKeyInProgress),
+)
+async def create_signup(
+    payload: UserCreate,
+    session: SessionDep,
+    background_tasks: BackgroundTasks,
+    audit: AuditDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> UserRead | JSONResponse:
+    outcome = await signups.create(session, payload, idempotency_key)
+    if isinstance(outcome, StoredResponse):
+        return replay(outcome)
+    # The user and the owed email are committed: scheduling now cannot lose the
+    # email, only delay it until recovery if this process dies first.
+    background_tasks.add_task(send_welcome_email, outcome.id)
+    audit.record("user.signed_up", f"users/{outcome.id}")
+    response.headers["Location"] = user_location(outcome.id)
+    return outcome
+
+
+def replay(stored: StoredResponse) -> JSONResponse:
+    """The first response to a repeated Idempotency-Key, marked as a replay."""
+    headers = {"Idempotent-Replayed": "true"}
+    if stored.location:
+        headers["Location"] = stored.location
+    return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)

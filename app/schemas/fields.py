@@ -1,0 +1,46 @@
+"""Field types shared by the API and the CSV importer, so both validate alike."""
+
+import unicodedata
+from typing import Annotated
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, Field, StringConstraints
+
+# Control characters, and the Unicode line and paragraph separators: none belong
+# in a name, and CR/LF in particular must never reach an email header.
+_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
+def normalize_email(value: str) -> str:
+    """Validate syntax (no DNS lookups) and normalise: IDNA domain, lower case throughout.
+
+    Lower-casing the local part too is what makes `Ada@Example.com` and
+    `ada@example.com` one account; nearly every mail system treats them alike.
+    """
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    return result.normalized.lower()
+
+
+def check_person_name(value: str) -> str:
+    value = unicodedata.normalize("NFC", value)
+    if any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=320),
+    AfterValidator(normalize_email),
+    Field(examples=["ada@example.com"]),
+]
+
+PersonName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    AfterValidator(check_person_name),
+    Field(examples=["Ada Lovelace"]),
+]

@@ -1,0 +1,1 @@
+"""Business rules. Services own the transaction and commit before any work is scheduled."""
