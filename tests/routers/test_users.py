@@ -1,0 +1,136 @@
+"""/users/{id}: read, delete, resend the welcome email."""
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.smtp import SMTPServer
+
+PROBLEM = "application/problem+json"
+
+
+async def sign_up(client: httpx.AsyncClient, email: str = "ada@example.com") -> dict[str, Any]:
+    response = await client.post("/signups", json={"email": email, "name": "Ada"})
+    assert response.status_code == 201
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_get_user_shows_the_welcome_email_status(client: httpx.AsyncClient) -> None:
+    user = await sign_up(client)
+
+    response = await client.get(f"/users/{user['id']}")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"] == user["id"]
+    assert body["email"] == "ada@example.com"
+    assert body["welcome_email"]["status"] == "succeeded"
+    assert body["welcome_email"]["next_attempt_at"] is None
+
+
+async def test_unknown_user_is_404_problem(client: httpx.AsyncClient) -> None:
+    user_id = uuid.uuid4()
+
+    response = await client.get(f"/users/{user_id}")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json() == {
+        "type": "/problems/user-not-found",
+        "title": "User not found",
+        "status": 404,
+        "detail": f"no user with id {user_id}",
+        "instance": f"/users/{user_id}",
+    }
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_malformed_user_id_is_422(client: httpx.AsyncClient, method: str) -> None:
+    response = await client.request(method, "/users/not-a-uuid")
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["path", "user_id"]
+
+
+async def test_delete_user_answers_204_and_the_user_is_gone(client: httpx.AsyncClient) -> None:
+    user = await sign_up(client)
+
+    deleted = await client.delete(f"/users/{user['id']}")
+
+    assert deleted.status_code == 204
+    assert deleted.content == b""
+    assert (await client.get(f"/users/{user['id']}")).status_code == 404
+    assert (await client.delete(f"/users/{user['id']}")).status_code == 404
+
+
+async def test_deleted_email_can_sign_up_again(client: httpx.AsyncClient) -> None:
+    user = await sign_up(client)
+    await client.delete(f"/users/{user['id']}")
+
+    again = await client.post("/signups", json={"email": "ada@example.com", "name": "Ada"})
+
+    assert again.status_code == 201
+    assert again.json()["id"] != user["id"]
+
+
+async def test_resend_after_success_sends_a_new_message_with_its_own_message_id(
+    client: httpx.AsyncClient, smtp: SMTPServer
+) -> None:
+    user = await sign_up(client)
+
+    response = await client.post(f"/users/{user['id']}/welcome-email/resend")
+
+    assert response.status_code == 202
+    assert response.json()["welcome_email"]["status"] == "pending"
+    assert response.json()["welcome_email"]["attempts"] == 0
+    assert [m.message_id for m in smtp.messages] == [
+        f"<welcome.{user['id']}.1@signup-service.localhost>",
+        f"<welcome.{user['id']}.2@signup-service.localhost>",
+    ]
+    after = (await client.get(f"/users/{user['id']}")).json()["welcome_email"]
+    assert after["status"] == "succeeded"
+    assert after["attempts"] == 1
+
+
+async def test_resend_after_permanent_failure_delivers(
+    client: httpx.AsyncClient, smtp: SMTPServer
+) -> None:
+    smtp.reply_to_data("550 5.1.1 mailbox unavailable")
+    user = await sign_up(client)
+    assert (await client.get(f"/users/{user['id']}")).json()["welcome_email"]["status"] == "failed"
+
+    response = await client.post(f"/users/{user['id']}/welcome-email/resend")
+
+    assert response.status_code == 202
+    after = (await client.get(f"/users/{user['id']}")).json()["welcome_email"]
+    assert after["status"] == "succeeded"
+    assert after["last_error"] is None
+    assert len(smtp.messages) == 1
+
+
+@pytest.mark.parametrize("settings_overrides", [{"task_inline_retry_seconds": 0}])
+async def test_resend_while_the_email_is_retrying_is_409(
+    client: httpx.AsyncClient, smtp: SMTPServer
+) -> None:
+    smtp.reply_to_data("451 4.3.0 try again later")
+    user = await sign_up(client)
+    assert (await client.get(f"/users/{user['id']}")).json()["welcome_email"]["status"] == (
+        "retrying"
+    )
+
+    response = await client.post(f"/users/{user['id']}/welcome-email/resend")
+
+    assert response.status_code == 409
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["type"] == "/problems/welcome-email-in-progress"
+    assert smtp.messages == []
+
+
+async def test_resend_for_unknown_user_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.post(f"/users/{uuid.uuid4()}/welcome-email/resend")
+
+    assert response.status_code == 404
+    assert response.json()["type"] == "/problems/user-not-found"

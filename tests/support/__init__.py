@@ -1,0 +1,1 @@
+"""Real servers for the tests and benchmarks: PostgreSQL, SMTP, HTTP receivers, the app itself."""
