@@ -5,13 +5,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql import Executable
 
 from app.core.config import Settings
 
@@ -29,14 +30,38 @@ def create_engine(settings: Settings, *, pool_size: int) -> AsyncEngine:
     # max_overflow=0: overflow connections are closed on return, so a burst above
     # pool_size would open and close a connection per request. Waiting for a
     # pooled connection is cheaper than that churn.
+    # No pool_pre_ping: with asyncpg it costs BEGIN, a query and ROLLBACK on every
+    # checkout. After a database restart the first statement on a dead connection
+    # fails instead, SQLAlchemy discards the whole pool, and that one request gets
+    # a 503 (see app.core.errors); recycling bounds how stale a connection gets.
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
         pool_timeout=10,
+        pool_recycle=1800,
         connect_args={"server_settings": {"application_name": "signup-service"}},
     )
+
+
+async def execute_alone(
+    engine: AsyncEngine, statement: Executable, parameters: dict[str, Any] | None = None
+) -> list[RowMapping]:
+    """Run one statement as its own transaction and return its rows.
+
+    On PostgreSQL it runs in autocommit mode: a single statement is atomic by
+    itself, and skipping BEGIN and COMMIT saves two round trips, which matters
+    for the claim and settle every background task makes. SQLite wraps it in
+    our BEGIN IMMEDIATE like any other write.
+    """
+    async with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            result = await autocommit.execute(statement, parameters)
+            return list(result.mappings()) if result.returns_rows else []
+        async with connection.begin():
+            result = await connection.execute(statement, parameters)
+            return list(result.mappings()) if result.returns_rows else []
 
 
 def ensure_sqlite_directory(url: str) -> None:

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, cast
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.schemas.problem import FieldError, Problem
@@ -176,6 +178,22 @@ async def _http_error(request: Request, raised: Exception) -> JSONResponse:
     )
 
 
+async def _database_unavailable(request: Request, raised: Exception) -> JSONResponse:
+    # A dropped or refused database connection is the server's trouble, but not a
+    # bug: the pool has discarded the dead connections and a retry will likely work.
+    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, raised)
+    return problem_response(
+        Problem(
+            type=ServiceUnavailable.problem_type(),
+            title=ServiceUnavailable.title,
+            status=503,
+            detail="The database is unavailable; retry shortly.",
+            instance=request.url.path,
+        ),
+        headers={"Retry-After": "1"},
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -193,4 +211,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for unavailable in (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError):
+        app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -6,13 +6,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
-def upsert_insert(session: AsyncSession, model: Any) -> Any:
+def upsert_insert(target: AsyncSession | str, model: Any) -> Any:
     """An INSERT with `on_conflict_do_nothing` / `on_conflict_do_update` for this dialect.
 
     PostgreSQL and SQLite spell ON CONFLICT the same way, but SQLAlchemy keeps
-    the construct per dialect.
+    the construct per dialect. `target` is a session or a dialect name.
     """
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
+    dialect = target if isinstance(target, str) else target.get_bind().dialect.name
+    if dialect == "postgresql":
         return postgresql.insert(model)
     return sqlite.insert(model)

@@ -18,8 +18,7 @@ logger = logging.getLogger(__name__)
 async def write_audit_entry(entry: AuditEntryCreate) -> None:
     """The BackgroundTasks entry point. Never raises: the request already succeeded."""
     try:
-        async with current().sessions() as session, session.begin():
-            await audit_repo.add(session, entry)
+        await audit_repo.add(current().engine, entry)
     except Exception:
         # The log line keeps the entry, so even a lost write leaves a trace.
         logger.exception(

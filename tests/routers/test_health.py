@@ -107,3 +107,21 @@ async def test_every_response_carries_a_request_id(client: httpx.AsyncClient) ->
 
     assert mine.headers["x-request-id"] == "trace-123"
     assert len(unsafe.headers["x-request-id"]) == 32
+
+
+async def test_a_request_while_the_database_is_down_is_503_with_retry_after(
+    tmp_path: Path, smtp: SMTPServer
+) -> None:
+    url = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/nothing"
+    app = create_app(make_settings(url, smtp, tmp_path))
+
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http,
+    ):
+        response = await http.post("/signups", json={"email": "ada@example.com", "name": "Ada"})
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["detail"] == "The database is unavailable; retry shortly."
