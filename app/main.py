@@ -39,7 +39,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         mailer = Mailer.from_settings(settings, host=capture.host, port=capture.port)
     app.state.database = database
     runtime.install(
-        runtime.Runtime(settings=settings, sessions=database.task_sessions, mailer=mailer)
+        runtime.Runtime(
+            settings=settings,
+            engine=database.task_engine,
+            sessions=database.task_sessions,
+            mailer=mailer,
+        )
     )
     try:
         yield

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     task_backoff_max_seconds: float = Field(default=600.0, ge=0)
     task_lease_seconds: float = Field(default=120.0, gt=0)
     task_inline_retry_seconds: float = Field(default=5.0, ge=0)
+    task_backlog_limit: int = Field(default=1000, ge=1)
 
     @field_validator("database_url")
     @classmethod

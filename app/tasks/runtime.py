@@ -5,18 +5,60 @@ never get a request, a request session or an ORM object: that keeps them
 runnable from anywhere, including a future external queue.
 """
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.core.db import SessionFactory
 from app.integrations.mailer import Mailer
 
 
+class Limiter:
+    """At most `limit` runs of one task kind at once, and at most `backlog` waiting.
+
+    A run takes its slot before it claims its row, so time spent waiting here
+    never eats into the lease or the timeout of the attempt.
+    """
+
+    def __init__(self, limit: int, backlog: int) -> None:
+        self._semaphore = asyncio.Semaphore(limit)
+        self._waiting = 0
+        self.backlog = backlog
+
+    @property
+    def full(self) -> bool:
+        """Too many runs already waiting: leave this one's row to recovery."""
+        return self._waiting >= self.backlog
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        self._waiting += 1
+        try:
+            await self._semaphore.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
-    sessions: SessionFactory  # the task pool, separate from the request pool
+    engine: AsyncEngine  # the task pool, separate from the request pool
+    sessions: SessionFactory  # sessions on that same task pool
     mailer: Mailer
+    _limiters: dict[str, Limiter] = field(default_factory=dict)
+
+    def limiter(self, kind: str, limit: int) -> Limiter:
+        if kind not in self._limiters:
+            self._limiters[kind] = Limiter(limit, self.settings.task_backlog_limit)
+        return self._limiters[kind]
 
 
 _current: Runtime | None = None

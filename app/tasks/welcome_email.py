@@ -48,5 +48,6 @@ WELCOME_EMAIL = TaskKind(
         last_error=User.welcome_last_error,
     ),
     perform=_deliver,
+    concurrency=lambda settings: settings.smtp_pool_size,
     returning=(User.email, User.name, User.welcome_generation),
 )

@@ -190,3 +190,21 @@ async def test_a_deleted_user_is_not_sent_anything(app: FastAPI, smtp: SMTPServe
     await send_welcome_email(user_id)
 
     assert smtp.data_commands == 0
+
+
+@pytest.mark.parametrize("settings_overrides", [{"smtp_pool_size": 1, "task_backlog_limit": 1}])
+async def test_past_the_backlog_limit_work_waits_in_the_database_not_in_memory(
+    app: FastAPI, smtp: SMTPServer
+) -> None:
+    user_ids = [await insert_pending_user(app, f"u{n}@example.com", "U") for n in range(3)]
+    smtp.set_delay(0.1)
+
+    # The first run takes the only slot, the second waits for it, the third finds
+    # the backlog full and leaves its row pending for recovery.
+    await asyncio.gather(*(send_welcome_email(user_id) for user_id in user_ids))
+
+    assert len(smtp.messages) == 2
+    async with app.state.database.request_sessions() as session:
+        last = await session.get(User, user_ids[2])
+    assert last is not None
+    assert (last.welcome_status, last.welcome_attempts) == (TaskStatus.PENDING, 0)
