@@ -13,13 +13,16 @@ from app.models.base import utcnow
 from app.schemas.audit import AuditEntryCreate
 from app.tasks.audit import write_audit_entry
 
+# Dependencies are `async def` even when they do not await: FastAPI runs plain
+# `def` dependencies in a thread pool, a thread hop per request for nothing.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
@@ -77,4 +80,8 @@ class Auditor:
         self._background_tasks.add_task(write_audit_entry, entry)
 
 
-AuditDep = Annotated[Auditor, Depends(Auditor)]
+async def get_auditor(request: Request, background_tasks: BackgroundTasks) -> Auditor:
+    return Auditor(request, background_tasks)
+
+
+AuditDep = Annotated[Auditor, Depends(get_auditor)]
