@@ -1,0 +1,56 @@
+"""The service plus two comparison endpoints that exist only for the benchmarks.
+
+(b) `POST /bench/signups-inline`: the same signup, but the welcome email is sent
+    before the response, the way the articles' first version does it.
+(c) `POST /bench/insert-only`: validation and one INSERT, nothing else: the
+    floor any signup endpoint stands on.
+"""
+
+import uuid
+
+from fastapi import FastAPI, Response
+
+from app.main import create_server_app
+from app.models import User
+from app.models.base import TaskStatus, utcnow
+from app.routers.deps import AuditDep, SessionDep
+from app.schemas.user import UserCreate, UserRead
+from app.services import signups
+from app.services.idempotency import StoredResponse
+from app.tasks.runner import run_task
+from app.tasks.welcome_email import WELCOME_EMAIL
+
+
+def create_bench_app() -> FastAPI:
+    app = create_server_app()
+
+    @app.post("/bench/signups-inline", status_code=201, response_model=UserRead)
+    async def signup_inline(
+        payload: UserCreate, session: SessionDep, audit: AuditDep, response: Response
+    ) -> UserRead:
+        created = await signups.create(session, payload)
+        assert not isinstance(created, StoredResponse)
+        await run_task(WELCOME_EMAIL, created.id)  # the request waits for SMTP
+        audit.record("user.signed_up", f"users/{created.id}")
+        response.headers["Location"] = f"/users/{created.id}"
+        return created
+
+    @app.post("/bench/insert-only", status_code=201, response_model=UserRead)
+    async def insert_only(payload: UserCreate, session: SessionDep, response: Response) -> UserRead:
+        now = utcnow()
+        async with session.begin():
+            # Marked sent, so no recovery pass ever mails these rows.
+            user = User(
+                id=uuid.uuid4(),
+                email=payload.email,
+                name=payload.name,
+                created_at=now,
+                welcome_status=TaskStatus.SUCCEEDED,
+                welcome_next_attempt_at=None,
+                welcome_sent_at=now,
+            )
+            session.add(user)
+        response.headers["Location"] = f"/users/{user.id}"
+        return UserRead.from_model(user)
+
+    return app
