@@ -1,18 +1,20 @@
 """Engines and the two session factories: one pool for requests, one for background work."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import RowMapping, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.sql import Executable
 
 from app.core.config import Settings
 
@@ -44,24 +46,21 @@ def create_engine(settings: Settings, *, pool_size: int) -> AsyncEngine:
     )
 
 
-async def execute_alone(
-    engine: AsyncEngine, statement: Executable, parameters: dict[str, Any] | None = None
-) -> list[RowMapping]:
-    """Run one statement as its own transaction and return its rows.
+@asynccontextmanager
+async def single_statement(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection for one statement that commits by itself.
 
-    On PostgreSQL it runs in autocommit mode: a single statement is atomic by
-    itself, and skipping BEGIN and COMMIT saves two round trips, which matters
-    for the claim and settle every background task makes. SQLite wraps it in
-    our BEGIN IMMEDIATE like any other write.
+    On PostgreSQL it is in autocommit mode: a single statement is atomic on its
+    own, and skipping BEGIN and COMMIT saves two round trips, which matters for
+    the claim and the settle every background task makes. On SQLite the block
+    is one transaction (our BEGIN IMMEDIATE), which for one statement is the same.
     """
     async with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            result = await autocommit.execute(statement, parameters)
-            return list(result.mappings()) if result.returns_rows else []
+            yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return
         async with connection.begin():
-            result = await connection.execute(statement, parameters)
-            return list(result.mappings()) if result.returns_rows else []
+            yield connection
 
 
 def ensure_sqlite_directory(url: str) -> None:

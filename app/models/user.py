@@ -7,6 +7,7 @@ from sqlalchemy import Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, TaskStatus, UTCDateTime, task_status_type, utcnow
+from app.models.task_state import TaskState
 
 
 class User(Base):
@@ -27,6 +28,7 @@ class User(Base):
     welcome_next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
     welcome_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     welcome_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    welcome_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     welcome_last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
@@ -44,4 +46,26 @@ class User(Base):
             postgresql_where=text("welcome_status = 'running'"),
             sqlite_where=text("welcome_status = 'running'"),
         ),
+        # The admin dead-letter list, newest first.
+        Index(
+            "ix_users_welcome_failed",
+            "welcome_failed_at",
+            "id",
+            postgresql_where=text("welcome_status = 'failed'"),
+            sqlite_where=text("welcome_status = 'failed'"),
+        ),
     )
+
+
+WELCOME_STATE = TaskState(
+    model=User,
+    id=User.id,
+    created_at=User.created_at,
+    status=User.welcome_status,
+    attempts=User.welcome_attempts,
+    next_attempt_at=User.welcome_next_attempt_at,
+    lease_until=User.welcome_lease_until,
+    done_at=User.welcome_sent_at,
+    failed_at=User.welcome_failed_at,
+    last_error=User.welcome_last_error,
+)

@@ -8,6 +8,7 @@ owed), and documented. The entry id makes a repeated write a no-op.
 
 import logging
 
+from app.core.db import single_statement
 from app.repositories import audit as audit_repo
 from app.schemas.audit import AuditEntryCreate
 from app.tasks.runtime import current
@@ -18,7 +19,8 @@ logger = logging.getLogger(__name__)
 async def write_audit_entry(entry: AuditEntryCreate) -> None:
     """The BackgroundTasks entry point. Never raises: the request already succeeded."""
     try:
-        await audit_repo.add(current().engine, entry)
+        async with single_statement(current().engine) as connection:
+            await audit_repo.add(connection, entry)
     except Exception:
         # The log line keeps the entry, so even a lost write leaves a trace.
         logger.exception(

@@ -17,47 +17,41 @@ what it does (`perform`). `run_task` is what BackgroundTasks and recovery call.
    for a slot never eats into the lease.
 6. Never raise: Starlette skips the remaining background tasks of a request
    after an exception. Everything is caught, recorded and logged.
+7. Cut off by shutdown, hand the row back (`retrying`, due now) so the next
+   process does not wait for the lease to expire.
 """
 
 import asyncio
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import Any
 
-from sqlalchemy import BindParameter, Update, and_, bindparam, or_, update
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import InstrumentedAttribute
 
+from app.core import metrics
 from app.core.config import Settings
-from app.core.db import execute_alone
+from app.core.db import single_statement
 from app.core.logging import log_context
 from app.integrations.errors import DeliveryError
-from app.models.base import Base, TaskStatus, utcnow
+from app.models.base import TaskStatus, utcnow
+from app.models.task_state import TaskState
+from app.repositories import tasks as tasks_repo
 from app.tasks.runtime import Runtime, current
 
 logger = logging.getLogger(__name__)
 
 # Long enough for any error message worth reading; short enough for a status page.
 _ERROR_LIMIT = 1000
-
-
-@dataclass(frozen=True)
-class TaskState:
-    """The columns in which one kind of work keeps its state."""
-
-    model: type[Base]
-    id: InstrumentedAttribute[uuid.UUID]
-    status: InstrumentedAttribute[TaskStatus]
-    attempts: InstrumentedAttribute[int]
-    next_attempt_at: InstrumentedAttribute[datetime | None]
-    lease_until: InstrumentedAttribute[datetime | None]
-    done_at: InstrumentedAttribute[datetime | None]
-    last_error: InstrumentedAttribute[str | None]
+# How long a settle keeps retrying while the database is unreachable, at most:
+# the work is done, and giving up means recovery does it again.
+_SETTLE_PATIENCE = 0.8  # of the lease
 
 
 @dataclass(frozen=True)
@@ -70,7 +64,7 @@ class Claim:
     row: RowMapping
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TaskKind:
     """A kind of must-complete work: its name, its state columns and its business logic."""
 
@@ -80,70 +74,6 @@ class TaskKind:
     concurrency: Callable[[Settings], int]
     returning: tuple[InstrumentedAttribute[Any], ...] = ()
 
-    # The statements are built once per kind, with bound parameters: building
-    # them per run costs more CPU than executing them.
-
-    @cached_property
-    def claim_statement(self) -> Update:
-        state = self.state
-        now: BindParameter[datetime] = bindparam("now")
-        return (
-            update(state.model)
-            .where(
-                state.id == bindparam("row_id"),
-                or_(
-                    and_(
-                        state.status.in_([TaskStatus.PENDING, TaskStatus.RETRYING]),
-                        state.next_attempt_at <= now,
-                    ),
-                    and_(state.status == TaskStatus.RUNNING, state.lease_until < now),
-                ),
-            )
-            .values(
-                {
-                    state.status: TaskStatus.RUNNING,
-                    state.lease_until: bindparam("lease_until"),
-                    state.attempts: state.attempts + 1,
-                }
-            )
-            .returning(state.attempts, *self.returning)
-        )
-
-    @cached_property
-    def settle_statements(self) -> dict[TaskStatus, Update]:
-        state = self.state
-        fenced = update(state.model).where(
-            state.id == bindparam("row_id"),
-            state.status == TaskStatus.RUNNING,
-            # The lease we wrote is our fencing token: if it changed, our lease
-            # expired and another run owns the row now.
-            state.lease_until == bindparam("lease_until"),
-        )
-        common: dict[Any, Any] = {
-            state.lease_until: None,
-            state.last_error: bindparam("last_error"),
-        }
-        return {
-            TaskStatus.SUCCEEDED: fenced.values(
-                {
-                    **common,
-                    state.status: TaskStatus.SUCCEEDED,
-                    state.next_attempt_at: None,
-                    state.done_at: bindparam("done_at"),
-                }
-            ).returning(state.id),
-            TaskStatus.RETRYING: fenced.values(
-                {
-                    **common,
-                    state.status: TaskStatus.RETRYING,
-                    state.next_attempt_at: bindparam("next_attempt_at"),
-                }
-            ).returning(state.id),
-            TaskStatus.FAILED: fenced.values(
-                {**common, state.status: TaskStatus.FAILED, state.next_attempt_at: None}
-            ).returning(state.id),
-        }
-
 
 @dataclass(frozen=True)
 class _Outcome:
@@ -152,51 +82,60 @@ class _Outcome:
     retry_in: float | None = None
 
 
-async def run_task(kind: TaskKind, row_id: uuid.UUID) -> None:
-    """Take one piece of work as far as it can go now. Never raises an Exception."""
+async def run_task(kind: TaskKind, row_id: uuid.UUID) -> TaskStatus | None:
+    """Take one piece of work as far as it can go now; return where it ended.
+
+    None means this run did not act: another run had the row, it was not due,
+    or the database could not be reached. Never raises an Exception.
+    """
     with log_context(task=kind.name, row_id=str(row_id)):
         try:
             runtime = current()
             limiter = runtime.limiter(kind.name, kind.concurrency(runtime.settings))
             if limiter.full:
                 logger.info("backlog full; the row waits in the database for recovery")
-                return
+                return None
             budget = runtime.settings.task_inline_retry_seconds
             while True:
                 async with limiter.slot():
-                    claim = await claim_due(runtime, kind, row_id)
+                    claim = await _claim(runtime, kind, row_id)
                     if claim is None:
-                        return
-                    retry_in = await _attempt(runtime, kind, claim)
-                if retry_in is None or retry_in > budget:
-                    return
-                budget -= retry_in
-                await asyncio.sleep(retry_in)
+                        return None
+                    outcome = await _attempt(runtime, kind, claim)
+                if outcome.retry_in is None or outcome.retry_in > budget:
+                    return outcome.status
+                budget -= outcome.retry_in
+                await asyncio.sleep(outcome.retry_in)
         except Exception:
             # Claim or settle failed (database unreachable?). The row keeps its
             # durable state, and recovery picks it up when it is due again.
             logger.exception("task stopped before settling; recovery will resume it")
+            return None
 
 
-async def claim_due(runtime: Runtime, kind: TaskKind, row_id: uuid.UUID) -> Claim | None:
-    """Atomically take the row if it is due, or return None."""
+async def _claim(runtime: Runtime, kind: TaskKind, row_id: uuid.UUID) -> Claim | None:
     now = utcnow()
     lease_until = now + timedelta(seconds=runtime.settings.task_lease_seconds)
-    rows = await execute_alone(
-        runtime.engine,
-        kind.claim_statement,
-        {"row_id": row_id, "now": now, "lease_until": lease_until},
-    )
-    if not rows:
+    async with single_statement(runtime.engine) as connection:
+        row = await tasks_repo.claim(
+            connection,
+            kind.state,
+            row_id,
+            now=now,
+            lease_until=lease_until,
+            returning=kind.returning,
+        )
+    if row is None:
         return None
-    row = rows[0]
+    metrics.TASKS_STARTED.labels(kind.name).inc()
     attempt = row[kind.state.attempts.key]
     return Claim(row_id=row_id, attempt=attempt, lease_until=lease_until, row=row)
 
 
-async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> float | None:
-    """Perform and settle one claimed attempt; return the delay before a retry, if any."""
+async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome:
+    """Perform and settle one claimed attempt."""
     settings = runtime.settings
+    started = time.perf_counter()
     with log_context(attempt=claim.attempt):
         try:
             async with asyncio.timeout(settings.task_timeout_seconds):
@@ -206,14 +145,21 @@ async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> float | No
         except TimeoutError:
             error = f"timed out after {settings.task_timeout_seconds:g}s"
             outcome = _after_failure(settings, claim, error, transient=True)
+        except asyncio.CancelledError:
+            # Shutdown ran out of grace. Hand the row back, due at once, rather
+            # than leave it to wait out its lease; then let the cancellation go on.
+            interrupted = _Outcome(TaskStatus.RETRYING, "interrupted by shutdown", retry_in=0)
+            await asyncio.shield(_settle(runtime, kind, claim, interrupted))
+            raise
         except Exception as exc:
             logger.exception("task failed unexpectedly")
             error = f"unexpected error: {type(exc).__name__}: {exc}"
             outcome = _after_failure(settings, claim, error, transient=True)
         else:
             outcome = _Outcome(TaskStatus.SUCCEEDED)
+        metrics.TASK_DURATION.labels(kind.name).observe(time.perf_counter() - started)
         await _settle(runtime, kind, claim, outcome)
-        return outcome.retry_in
+        return outcome
 
 
 def _after_failure(
@@ -240,23 +186,58 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
 
 
 async def _settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outcome) -> None:
-    now = utcnow()
-    parameters = {
-        "row_id": claim.row_id,
-        "lease_until": claim.lease_until,
-        "last_error": outcome.error[:_ERROR_LIMIT] if outcome.error else None,
-        "next_attempt_at": (
-            now + timedelta(seconds=outcome.retry_in) if outcome.retry_in is not None else None
-        ),
-        "done_at": now,
-    }
-    statement = kind.settle_statements[outcome.status]
-    if not await execute_alone(runtime.engine, statement, parameters):
+    """Record the outcome, retrying while the database is briefly unreachable.
+
+    The side effect has happened (or definitely failed); losing its record
+    means recovery repeats it after the lease, so it is worth some patience.
+    """
+    patience = runtime.settings.task_lease_seconds * _SETTLE_PATIENCE
+    deadline = time.monotonic() + patience
+    pause = 0.1
+    while True:
+        try:
+            settled = await _write_settle(runtime, kind, claim, outcome)
+            break
+        except (DBAPIError, OSError) as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            logger.warning("settle failed (%s); retrying in %.1fs", type(exc).__name__, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+    if not settled:
         logger.warning("lease lost before settling; another run owns this row now")
         return
-    log = logger.warning if outcome.status is not TaskStatus.SUCCEEDED else logger.info
+    _count(kind, outcome.status)
+    log = logger.info if outcome.status is TaskStatus.SUCCEEDED else logger.warning
     log(
         "task %s",
         outcome.status,
         extra={"fields": {"error": outcome.error} if outcome.error else {}},
     )
+
+
+async def _write_settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outcome) -> bool:
+    now = utcnow()
+    next_attempt_at = (
+        now + timedelta(seconds=outcome.retry_in) if outcome.retry_in is not None else None
+    )
+    async with single_statement(runtime.engine) as connection:
+        return await tasks_repo.settle(
+            connection,
+            kind.state,
+            claim.row_id,
+            lease_until=claim.lease_until,
+            status=outcome.status,
+            now=now,
+            last_error=outcome.error[:_ERROR_LIMIT] if outcome.error else None,
+            next_attempt_at=next_attempt_at,
+        )
+
+
+def _count(kind: TaskKind, status: TaskStatus) -> None:
+    counter = {
+        TaskStatus.SUCCEEDED: metrics.TASKS_SUCCEEDED,
+        TaskStatus.RETRYING: metrics.TASKS_RETRIED,
+        TaskStatus.FAILED: metrics.TASKS_FAILED,
+    }[status]
+    counter.labels(kind.name).inc()

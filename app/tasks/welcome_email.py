@@ -4,16 +4,17 @@ import html
 import uuid
 
 from app.integrations.mailer import compose, mail_domain
-from app.models.user import User
-from app.tasks.runner import Claim, TaskKind, TaskState, run_task
+from app.models.base import TaskStatus
+from app.models.user import WELCOME_STATE, User
+from app.tasks.runner import Claim, TaskKind, run_task
 from app.tasks.runtime import Runtime
 
 SUBJECT = "Welcome to Signup Service"
 
 
-async def send_welcome_email(user_id: uuid.UUID) -> None:
+async def send_welcome_email(user_id: uuid.UUID) -> TaskStatus | None:
     """The BackgroundTasks entry point: an id in, nothing raised."""
-    await run_task(WELCOME_EMAIL, user_id)
+    return await run_task(WELCOME_EMAIL, user_id)
 
 
 def welcome_message_id(user_id: uuid.UUID, generation: int, sender: str) -> str:
@@ -37,16 +38,7 @@ async def _deliver(runtime: Runtime, claim: Claim) -> None:
 
 WELCOME_EMAIL = TaskKind(
     name="welcome_email",
-    state=TaskState(
-        model=User,
-        id=User.id,
-        status=User.welcome_status,
-        attempts=User.welcome_attempts,
-        next_attempt_at=User.welcome_next_attempt_at,
-        lease_until=User.welcome_lease_until,
-        done_at=User.welcome_sent_at,
-        last_error=User.welcome_last_error,
-    ),
+    state=WELCOME_STATE,
     perform=_deliver,
     concurrency=lambda settings: settings.smtp_pool_size,
     returning=(User.email, User.name, User.welcome_generation),
