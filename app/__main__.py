@@ -1,8 +1,11 @@
-"""`python -m app serve | migrate`: the service's command line."""
+"""`python -m app serve | migrate | recover`: the service's command line."""
 
 import argparse
+import asyncio
 import logging
+import os
 import sys
+import tempfile
 
 import uvicorn
 
@@ -13,11 +16,14 @@ from app.core.logging import configure_logging
 logger = logging.getLogger("app")
 
 
-def serve(settings: Settings, args: argparse.Namespace) -> None:
+def serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.is_sqlite:
         # The embedded default has no separate migrate step: apply it here, once,
         # before any worker starts.
         migrations.upgrade(settings.resolved_database_url)
+    if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Workers count into files here; a scrape of any one of them sums them all.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="signup-metrics-")
     uvicorn.run(
         "app.main:create_server_app",
         factory=True,
@@ -26,12 +32,41 @@ def serve(settings: Settings, args: argparse.Namespace) -> None:
         workers=args.workers,
         log_config=None,
         proxy_headers=True,
+        # uvicorn waits for in-flight requests forever by default; then a deploy
+        # hangs until the orchestrator kills us. Work cut off here is recovered.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+    return 0
 
 
-def migrate(settings: Settings, _args: argparse.Namespace) -> None:
+def migrate(settings: Settings, _args: argparse.Namespace) -> int:
     migrations.upgrade(settings.resolved_database_url)
     logger.info("database migrated to %s", migrations.head_revision())
+    return 0
+
+
+def recover(settings: Settings, _args: argparse.Namespace) -> int:
+    """One recovery pass, for cron: prints what it found and how each row ended."""
+    from app.core.db import Database  # noqa: PLC0415 - keep `serve` imports lean
+    from app.tasks.recovery import recover_once  # noqa: PLC0415
+    from app.tasks.runtime import open_runtime  # noqa: PLC0415
+
+    async def run() -> dict[str, dict[str, int]]:
+        database = Database.open(settings)
+        try:
+            async with open_runtime(settings, database) as runtime:
+                report = await recover_once(runtime)
+        finally:
+            await database.close()
+        return {kind: dict(counts) for kind, counts in report.items()}
+
+    report = asyncio.run(run())
+    columns = ("due", "succeeded", "retrying", "failed", "skipped", "abandoned")
+    print(f"{'kind':<20}" + "".join(f"{column:>11}" for column in columns))
+    for kind, counts in report.items():
+        row = "".join(f"{counts.get(column, 0):>11}" for column in columns)
+        print(f"{kind:<20}{row}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,12 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.set_defaults(handler=serve)
     migrate_parser = commands.add_parser("migrate", help="apply database migrations")
     migrate_parser.set_defaults(handler=migrate)
+    recover_parser = commands.add_parser(
+        "recover", help="run one recovery pass over due and abandoned work, then exit"
+    )
+    recover_parser.set_defaults(handler=recover)
     args = parser.parse_args(argv)
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    args.handler(settings, args)
-    return 0
+    result: int = args.handler(settings, args)
+    return result
 
 
 if __name__ == "__main__":

@@ -96,6 +96,9 @@ def make_settings(
         "task_backoff_base_seconds": 0.01,
         "task_backoff_max_seconds": 0.05,
         "task_inline_retry_seconds": 2.0,
+        # Off unless a test turns it on: a pass racing the test's own calls
+        # would make outcomes depend on timing.
+        "recovery_interval_seconds": 0,
         **overrides,
     }
     return Settings(_env_file=None, **values)

@@ -18,6 +18,10 @@ _ASYNC_DRIVERS = {
 }
 
 
+_PLACEHOLDERS = {"change-me", "changeme", "secret", "admin", "token", "password"}
+_MIN_SECRET_LENGTH = 32
+
+
 class Settings(BaseSettings):
     """Every knob of the service; `.env.example` documents each one."""
 
@@ -51,6 +55,15 @@ class Settings(BaseSettings):
     task_inline_retry_seconds: float = Field(default=5.0, ge=0)
     task_backlog_limit: int = Field(default=1000, ge=1)
 
+    recovery_interval_seconds: float = Field(
+        default=5.0, ge=0, description="0 turns the in-process loop off (run `recover` from cron)."
+    )
+    recovery_grace_seconds: float = Field(default=10.0, ge=0)
+    recovery_batch_size: int = Field(default=500, ge=1)
+    shutdown_grace_seconds: int = Field(default=20, ge=0)
+
+    admin_token: SecretStr | None = None
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str | None) -> str | None:
@@ -64,6 +77,20 @@ class Settings(BaseSettings):
                 f"or SQLite (sqlite+aiosqlite://), not {url.drivername!r}"
             )
         return url.set(drivername=driver).render_as_string(hide_password=False)
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_production(self) -> "Settings":
+        token = self.admin_token.get_secret_value() if self.admin_token else None
+        if (
+            self.app_env == "production"
+            and token is not None
+            and (token.lower() in _PLACEHOLDERS or len(token) < _MIN_SECRET_LENGTH)
+        ):
+            raise ValueError(
+                "ADMIN_TOKEN is a placeholder or shorter than 32 characters; in production "
+                "set a random one (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return self
 
     @model_validator(mode="after")
     def _lease_outlives_timeout(self) -> "Settings":

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
-from app.core.db import SessionFactory
+from app.core.db import Database, SessionFactory
+from app.integrations.mail_capture import MailCapture
 from app.integrations.mailer import Mailer
 
 
@@ -73,3 +74,29 @@ def current() -> Runtime:
     if _current is None:
         raise RuntimeError("no task runtime installed: tasks run inside the app or `recover`")
     return _current
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[Runtime]:
+    """Open what tasks need (the mailer, or the embedded mail capture) and install it."""
+    capture: MailCapture | None = None
+    if settings.smtp_host:
+        mailer = Mailer.from_settings(settings, host=settings.smtp_host, port=settings.smtp_port)
+    else:
+        capture = MailCapture(settings.mail_dir)
+        await capture.start()
+        mailer = Mailer.from_settings(settings, host=capture.host, port=capture.port)
+    runtime = Runtime(
+        settings=settings,
+        engine=database.task_engine,
+        sessions=database.task_sessions,
+        mailer=mailer,
+    )
+    install(runtime)
+    try:
+        yield runtime
+    finally:
+        install(None)
+        await mailer.close()
+        if capture is not None:
+            await capture.stop()

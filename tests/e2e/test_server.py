@@ -1,41 +1,10 @@
 """The service as a real uvicorn process: the response never waits for the mail server."""
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
-import pytest
 
-from tests.conftest import truncate_all
-from tests.support.postgres import PostgresCluster
 from tests.support.server import ServerProcess
 from tests.support.smtp import SMTPServer
 from tests.support.waiting import eventually, eventually_async
-
-
-@pytest.fixture
-def server_env(
-    postgres: PostgresCluster | None, postgres_url: str, smtp: SMTPServer, tmp_path: Path
-) -> dict[str, str]:
-    assert postgres is not None
-    truncate_all(postgres, postgres_url)
-    return {
-        "DATABASE_URL": postgres_url,
-        "DATA_DIR": str(tmp_path / "data"),
-        "SMTP_HOST": smtp.host,
-        "SMTP_PORT": str(smtp.port),
-        "TASK_TIMEOUT_SECONDS": "30",
-        "TASK_LEASE_SECONDS": "60",
-    }
-
-
-@pytest.fixture
-def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(server_env, tmp_path / "server.log").start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 async def test_signup_answers_while_the_smtp_server_holds_the_message(

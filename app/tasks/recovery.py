@@ -1,0 +1,89 @@
+"""Recovery: finish work that was cut off, in every process and from cron.
+
+A pass asks each must-complete kind for its due rows (pending or retrying past
+their time plus a grace period, so a request's own BackgroundTask is not raced;
+or running with an expired lease, because the process that claimed it died)
+and runs them through the same runner. The atomic claim makes any number of
+processes running passes at once safe: each row is done by one of them.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy.exc import DBAPIError
+
+from app.core import metrics
+from app.core.db import single_statement
+from app.core.shutdown import Shutdown
+from app.models.base import utcnow
+from app.repositories import tasks as tasks_repo
+from app.tasks.registry import MUST_COMPLETE
+from app.tasks.runner import TaskKind, run_task
+from app.tasks.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+Report = dict[str, Counter[str]]
+
+
+async def recover_once(runtime: Runtime, kinds: dict[str, TaskKind] | None = None) -> Report:
+    """One pass over every kind; returns, per kind, how many rows were found and how they ended."""
+    metrics.RECOVERY_PASSES.inc()
+    kinds = kinds if kinds is not None else MUST_COMPLETE
+    results = await asyncio.gather(*(_recover_kind(runtime, kind) for kind in kinds.values()))
+    return dict(zip(kinds, results, strict=True))
+
+
+async def _recover_kind(runtime: Runtime, kind: TaskKind) -> Counter[str]:
+    settings = runtime.settings
+    now = utcnow()
+    report: Counter[str] = Counter()
+    async with single_statement(runtime.engine) as connection:
+        report["abandoned"] = await tasks_repo.abandon_exhausted(
+            connection, kind.state, now=now, max_attempts=settings.task_max_attempts
+        )
+    async with single_statement(runtime.engine) as connection:
+        row_ids = await tasks_repo.due_ids(
+            connection,
+            kind.state,
+            now=now,
+            due_before=now - timedelta(seconds=settings.recovery_grace_seconds),
+            limit=settings.recovery_batch_size,
+        )
+    report["due"] = len(row_ids)
+    # The kind's limiter bounds how many of these run at once.
+    for status in await asyncio.gather(*(run_task(kind, row_id) for row_id in row_ids)):
+        report[str(status) if status is not None else "skipped"] += 1
+    if row_ids or report["abandoned"]:
+        logger.info(
+            "recovery pass",
+            extra={"fields": {"kind": kind.name, **{k: v for k, v in report.items() if v}}},
+        )
+    return report
+
+
+async def run_recovery_loop(runtime: Runtime, shutdown: Shutdown) -> None:
+    """Pass after pass until shutdown; a full batch goes straight on to the next pass."""
+    settings = runtime.settings
+    while not shutdown.requested.is_set():
+        busy = False
+        try:
+            report = await recover_once(runtime)
+            busy = any(counts["due"] >= settings.recovery_batch_size for counts in report.values())
+        except (DBAPIError, OSError) as exc:
+            # The database is down: say so briefly, and try again next interval.
+            metrics.RECOVERY_ERRORS.inc()
+            logger.warning("recovery pass failed: %s: %s", type(exc).__name__, exc)
+        except Exception:
+            metrics.RECOVERY_ERRORS.inc()
+            logger.exception("recovery pass failed")
+        if busy:
+            continue
+        # A little jitter keeps the passes of many processes from falling into step.
+        interval = settings.recovery_interval_seconds * random.uniform(0.8, 1.2)  # noqa: S311
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(shutdown.requested.wait(), interval)

@@ -1,0 +1,57 @@
+"""Fixtures for tests that run the service as real processes against PostgreSQL."""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import truncate_all
+from tests.support.postgres import PostgresCluster
+from tests.support.server import ServerProcess
+from tests.support.smtp import SMTPServer
+
+
+@pytest.fixture
+def database(postgres: PostgresCluster | None, postgres_url: str) -> tuple[PostgresCluster, str]:
+    """The suite's PostgreSQL server and its test database, emptied."""
+    assert postgres is not None
+    truncate_all(postgres, postgres_url)
+    return postgres, postgres_url
+
+
+@pytest.fixture
+def server_env(
+    database: tuple[PostgresCluster, str], smtp: SMTPServer, tmp_path: Path
+) -> dict[str, str]:
+    return {
+        "DATABASE_URL": database[1],
+        "DATA_DIR": str(tmp_path / "data"),
+        "SMTP_HOST": smtp.host,
+        "SMTP_PORT": str(smtp.port),
+        "TASK_TIMEOUT_SECONDS": "30",
+        "TASK_LEASE_SECONDS": "60",
+        "RECOVERY_INTERVAL_SECONDS": "0.5",
+        "RECOVERY_GRACE_SECONDS": "1",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start servers with `start_server(env)`; all are stopped at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def start(env: dict[str, str], *args: str) -> ServerProcess:
+        log = tmp_path / f"server-{len(started)}.log"
+        server = ServerProcess(env, log, args=args)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(server_env: dict[str, str], start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    return start_server(server_env)

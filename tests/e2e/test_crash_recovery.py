@@ -1,0 +1,275 @@
+"""The central promise, proven by killing the real server: nothing lost, nothing sent twice."""
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.support.postgres import PostgresCluster
+from tests.support.server import PROJECT_ROOT, ServerProcess
+from tests.support.smtp import SMTPServer
+from tests.support.waiting import eventually, eventually_async
+
+StartServer = Callable[..., ServerProcess]
+# After its graceful shutdown uvicorn re-raises the signal it caught, so the
+# process ends "terminated by SIGTERM" (exit status 143 in a shell).
+GRACEFUL_EXIT = (0, -signal.SIGTERM)
+
+
+def database_name(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+def welcome_statuses(cluster: PostgresCluster, url: str) -> dict[str, int]:
+    rows = cluster.psql(
+        "SELECT welcome_status, count(*) FROM users GROUP BY 1", database=database_name(url)
+    )
+    return {status: int(count) for status, count in (line.split("|") for line in rows.split())}
+
+
+def insert_owed_users(
+    cluster: PostgresCluster, url: str, count: int, *, due_in_seconds: float = -60
+) -> None:
+    """Users owing a welcome email, as a crash would leave them: no task scheduled."""
+    cluster.psql(
+        f"""
+        INSERT INTO users (id, email, name, created_at, welcome_status, welcome_generation,
+                           welcome_attempts, welcome_next_attempt_at)
+        SELECT gen_random_uuid(), 'owed' || n || '@example.com', 'Owed ' || n, now(),
+               'pending', 1, 0, now() + interval '{due_in_seconds} seconds'
+        FROM generate_series(1, {count}) AS n
+        """,  # noqa: S608 - numbers from the test itself
+        database=database_name(url),
+    )
+
+
+def assert_each_delivered_once(smtp: SMTPServer, expected: int) -> None:
+    counts = smtp.message_id_counts()
+    duplicates = {message_id: n for message_id, n in counts.items() if n > 1}
+    assert duplicates == {}
+    assert len(counts) == expected
+
+
+async def sign_up_many(base_url: str, count: int) -> list[str]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+
+        async def one(n: int) -> str:
+            response = await http.post(
+                "/signups", json={"email": f"user{n}@example.com", "name": f"User {n}"}
+            )
+            assert response.status_code == 201
+            user_id: str = response.json()["id"]
+            return user_id
+
+        return list(await asyncio.gather(*(one(n) for n in range(count))))
+
+
+async def test_kill_9_while_smtp_holds_every_message_then_each_welcome_arrives_exactly_once(
+    database: tuple[PostgresCluster, str],
+    smtp: SMTPServer,
+    server_env: dict[str, str],
+    start_server: StartServer,
+) -> None:
+    cluster, url = database
+    env = {**server_env, "TASK_TIMEOUT_SECONDS": "3", "TASK_LEASE_SECONDS": "4"}
+    smtp.stall()
+    first = start_server(env)
+    await sign_up_many(first.base_url, 200)
+    await eventually(lambda: smtp.data_commands >= 8, what="sends to be in flight")
+
+    first.kill()
+    assert smtp.messages == []
+    smtp.unstall()  # the mail server is healthy again
+    start_server(env)
+
+    await eventually(
+        lambda: welcome_statuses(cluster, url) == {"succeeded": 200},
+        timeout=90,
+        interval=0.5,
+        what="every welcome email to succeed",
+    )
+    assert_each_delivered_once(smtp, 200)
+
+
+async def test_sigterm_lets_in_flight_sends_finish_then_exits_and_nothing_is_lost_or_doubled(
+    database: tuple[PostgresCluster, str],
+    smtp: SMTPServer,
+    server_env: dict[str, str],
+    start_server: StartServer,
+) -> None:
+    cluster, url = database
+    env = {**server_env, "SHUTDOWN_GRACE_SECONDS": "15", "SMTP_POOL_SIZE": "8"}
+    smtp.set_delay(1.0)
+    server = start_server(env)
+    await sign_up_many(server.base_url, 24)
+    await eventually(lambda: smtp.data_commands >= 8, what="sends to be in flight")
+
+    started = time.monotonic()
+    exit_code = server.terminate(timeout=30)
+    took = time.monotonic() - started
+
+    assert exit_code in GRACEFUL_EXIT
+    assert took < 15
+    assert welcome_statuses(cluster, url) == {"succeeded": 24}
+    assert_each_delivered_once(smtp, 24)
+    start_server(env)
+    assert welcome_statuses(cluster, url) == {"succeeded": 24}
+    assert_each_delivered_once(smtp, 24)
+
+
+async def test_sigterm_past_the_grace_hands_work_back_and_a_restart_delivers_it_at_once(
+    database: tuple[PostgresCluster, str],
+    smtp: SMTPServer,
+    server_env: dict[str, str],
+    start_server: StartServer,
+) -> None:
+    cluster, url = database
+    # A long lease: if rows were not handed back, the restart would wait 300 s for them.
+    env = {**server_env, "SHUTDOWN_GRACE_SECONDS": "2", "TASK_LEASE_SECONDS": "300"}
+    smtp.stall()
+    server = start_server(env)
+    await sign_up_many(server.base_url, 10)
+    await eventually(lambda: smtp.data_commands >= 8, what="sends to be in flight")
+
+    assert server.terminate(timeout=30) in GRACEFUL_EXIT
+    assert "running" not in welcome_statuses(cluster, url)
+    smtp.unstall()
+    start_server(env)
+
+    await eventually(
+        lambda: welcome_statuses(cluster, url) == {"succeeded": 10},
+        timeout=30,
+        interval=0.5,
+        what="the handed-back emails to be delivered",
+    )
+    assert_each_delivered_once(smtp, 10)
+
+
+async def test_two_servers_recovering_500_due_rows_send_500_messages_without_duplicates(
+    database: tuple[PostgresCluster, str],
+    smtp: SMTPServer,
+    server_env: dict[str, str],
+    start_server: StartServer,
+) -> None:
+    cluster, url = database
+    insert_owed_users(cluster, url, 500)
+    env = {**server_env, "ADMIN_TOKEN": "t" * 32, "RECOVERY_BATCH_SIZE": "100"}
+
+    servers = [start_server(env), start_server(env)]
+
+    await eventually(
+        lambda: welcome_statuses(cluster, url) == {"succeeded": 500},
+        timeout=90,
+        interval=0.5,
+        what="all 500 to be delivered",
+    )
+    assert_each_delivered_once(smtp, 500)
+    started = [started_count(server, "t" * 32) for server in servers]
+    assert sum(started) == 500  # every claim won exactly once, across both servers
+
+
+def started_count(server: ServerProcess, token: str) -> int:
+    text = httpx.get(
+        server.base_url + "/metrics", headers={"Authorization": f"Bearer {token}"}
+    ).text
+    line = next(
+        line for line in text.splitlines()
+        if line.startswith('signup_tasks_started_total{kind="welcome_email"}')
+    )  # fmt: skip
+    return int(float(line.split()[-1]))
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[tuple[PostgresCluster, str]]:
+    """A PostgreSQL server of this test's own, since the test stops it."""
+    from app.core import migrations  # noqa: PLC0415
+
+    cluster = PostgresCluster()
+    cluster.start()
+    url = cluster.create_database("outage")
+    migrations.upgrade(url)
+    yield cluster, url
+    cluster.remove()
+
+
+async def test_a_20s_database_outage_with_due_work_ends_with_everything_delivered(
+    own_postgres: tuple[PostgresCluster, str],
+    smtp: SMTPServer,
+    server_env: dict[str, str],
+    start_server: StartServer,
+) -> None:
+    cluster, url = own_postgres
+    server = start_server({**server_env, "DATABASE_URL": url})
+    assert server.process is not None
+    pid = server.process.pid
+    insert_owed_users(cluster, url, 50, due_in_seconds=2)  # due while the database is down
+
+    cluster.stop()
+    outage_began = time.monotonic()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+
+        async def not_ready() -> bool:
+            return (await http.get("/readyz")).status_code == 503
+
+        await eventually_async(not_ready, timeout=10, what="/readyz to answer 503")
+        assert (await http.get("/healthz")).status_code == 200
+        await asyncio.sleep(max(0.0, 20 - (time.monotonic() - outage_began)))
+        assert server.process.poll() is None  # still the same process, not a crash loop
+        cluster.start()
+
+        async def ready() -> bool:
+            return (await http.get("/readyz")).status_code == 200
+
+        await eventually_async(ready, timeout=30, what="/readyz to recover")
+
+    await eventually(
+        lambda: welcome_statuses(cluster, url) == {"succeeded": 50},
+        timeout=60,
+        interval=0.5,
+        what="the due work to be delivered after the outage",
+    )
+    assert_each_delivered_once(smtp, 50)
+    assert server.process.pid == pid
+    assert "recovery pass failed" in server.log()  # it noticed the outage, and carried on
+
+
+def test_recover_command_completes_work_left_running_with_an_expired_lease(
+    database: tuple[PostgresCluster, str], smtp: SMTPServer, server_env: dict[str, str]
+) -> None:
+    cluster, url = database
+    insert_owed_users(cluster, url, 3)
+    cluster.psql(
+        "UPDATE users SET welcome_status = 'running', welcome_attempts = 1, "
+        "welcome_lease_until = now() - interval '1 minute'",
+        database=database_name(url),
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "recover"],
+        env={**server_env, "PATH": "/usr/bin:/bin"},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()
+    assert header.split() == [
+        "kind",
+        "due",
+        "succeeded",
+        "retrying",
+        "failed",
+        "skipped",
+        "abandoned",
+    ]
+    assert row.split() == ["welcome_email", "3", "3", "0", "0", "0", "0"]
+    assert welcome_statuses(cluster, url) == {"succeeded": 3}
+    assert_each_delivered_once(smtp, 3)
