@@ -1,5 +1,7 @@
 """The application factory and its lifespan."""
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,10 +13,10 @@ from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestIdMiddleware
-from app.integrations.mail_capture import MailCapture
-from app.integrations.mailer import Mailer
-from app.routers import health, signups, users
-from app.tasks import runtime
+from app.core.shutdown import Shutdown
+from app.routers import admin, health, signups, users
+from app.tasks.recovery import run_recovery_loop
+from app.tasks.runtime import open_runtime
 
 logger = logging.getLogger(__name__)
 
@@ -30,33 +32,44 @@ details (`application/problem+json`).
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database = Database.open(settings)
-    capture: MailCapture | None = None
-    if settings.smtp_host:
-        mailer = Mailer.from_settings(settings, host=settings.smtp_host, port=settings.smtp_port)
-    else:
-        capture = MailCapture(settings.mail_dir)
-        await capture.start()
-        mailer = Mailer.from_settings(settings, host=capture.host, port=capture.port)
     app.state.database = database
-    runtime.install(
-        runtime.Runtime(
-            settings=settings,
-            engine=database.task_engine,
-            sessions=database.task_sessions,
-            mailer=mailer,
-        )
-    )
+    shutdown = Shutdown(settings.shutdown_grace_seconds)
+    if app.state.watch_signals:
+        shutdown.watch_signals()
     try:
-        yield
+        async with open_runtime(settings, database) as runtime:
+            recovery = (
+                asyncio.create_task(run_recovery_loop(runtime, shutdown))
+                if settings.recovery_interval_seconds > 0
+                else None
+            )
+            try:
+                yield
+            finally:
+                shutdown.begin()
+                if recovery is not None:
+                    await _stop_within_grace(recovery, shutdown)
     finally:
-        runtime.install(None)
-        await mailer.close()
-        if capture is not None:
-            await capture.stop()
+        shutdown.restore_signals()
         await database.close()
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+async def _stop_within_grace(recovery: "asyncio.Task[None]", shutdown: Shutdown) -> None:
+    """Let recovered work finish within what is left of the grace, then cancel it.
+
+    Cancelled runs hand their rows back (see the runner), so the next process
+    picks them up at once.
+    """
+    try:
+        await asyncio.wait_for(asyncio.shield(recovery), shutdown.remaining())
+    except TimeoutError:
+        logger.warning("shutdown grace over: interrupting recovered work in flight")
+        recovery.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recovery
+
+
+def create_app(settings: Settings | None = None, *, watch_signals: bool = False) -> FastAPI:
     app = FastAPI(
         title="Signup Service",
         version="0.1.0",
@@ -64,10 +77,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings or Settings()
+    app.state.watch_signals = watch_signals
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(signups.router)
     app.include_router(users.router)
+    app.include_router(admin.router)
     app.include_router(health.router)
     return app
 
@@ -76,4 +91,4 @@ def create_server_app() -> FastAPI:
     """What uvicorn imports in each worker process: logging first, then the app."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    return create_app(settings, watch_signals=True)

@@ -30,6 +30,7 @@ class ServiceError(Exception):
     status: ClassVar[int] = 400
     slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
+    headers: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -84,6 +85,39 @@ class ServiceUnavailable(ServiceError):
     title = "Service unavailable"
 
 
+class AdminApiDisabled(NotFound):
+    slug = "admin-api-disabled"
+    title = "Admin API disabled"
+
+
+class AdminUnauthorized(ServiceError):
+    status = 401
+    slug = "unauthorized"
+    title = "Missing or wrong admin token"
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only by convention
+
+
+class UnknownTaskKind(NotFound):
+    slug = "unknown-task-kind"
+    title = "Unknown task kind"
+
+
+class TaskNotFound(NotFound):
+    slug = "task-not-found"
+    title = "Task not found"
+
+
+class TaskNotFailed(Conflict):
+    slug = "task-not-failed"
+    title = "Only failed tasks can be retried"
+
+
+class InvalidQuery(ServiceError):
+    status = 422
+    slug = "invalid-query"
+    title = "Invalid query parameter"
+
+
 class RequestValidationFailed(ServiceError):
     """Documents the validation error in OpenAPI; FastAPI raises its own exception."""
 
@@ -136,7 +170,8 @@ async def _service_error(request: Request, raised: Exception) -> JSONResponse:
             status=exc.status,
             detail=exc.detail,
             instance=request.url.path,
-        )
+        ),
+        headers=exc.headers,
     )
 
 

@@ -61,3 +61,17 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         "starttls",
         3,
     )
+
+
+@pytest.mark.parametrize("token", ["change-me", "secret", "short-but-not-a-placeholder"])
+def test_production_refuses_a_placeholder_or_short_admin_token(token: str) -> None:
+    with pytest.raises(ValidationError, match="ADMIN_TOKEN is a placeholder"):
+        Settings(_env_file=None, app_env="production", admin_token=token)
+
+
+def test_development_accepts_the_example_admin_token() -> None:
+    settings = Settings(_env_file=None, admin_token="change-me")
+
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "change-me"
+    assert "change-me" not in repr(settings)

@@ -1,0 +1,83 @@
+"""/admin: background work for operators (Bearer ADMIN_TOKEN), and /metrics."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
+
+from app.core import metrics
+from app.core.errors import (
+    AdminApiDisabled,
+    AdminUnauthorized,
+    InvalidQuery,
+    TaskNotFailed,
+    TaskNotFound,
+    UnknownTaskKind,
+    problem_responses,
+)
+from app.routers.deps import AuditDep, SessionDep, require_admin
+from app.schemas.admin import FailedTaskPage, TaskRead, TasksOverview
+from app.services import admin
+from app.tasks.registry import run_named_task
+
+router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
+AUTH_ERRORS = (AdminUnauthorized, AdminApiDisabled)
+
+
+@router.get(
+    "/admin/tasks",
+    response_model=TasksOverview,
+    summary="Counts per task kind and status, and the oldest due row's age",
+    responses=problem_responses(*AUTH_ERRORS, validation=False),
+)
+async def tasks_overview(session: SessionDep) -> TasksOverview:
+    return await admin.overview(session)
+
+
+@router.get(
+    "/admin/tasks/failed",
+    response_model=FailedTaskPage,
+    summary="Dead letters: failed tasks, newest first, a page at a time",
+    responses=problem_responses(*AUTH_ERRORS, InvalidQuery),
+)
+async def failed_tasks(
+    session: SessionDep,
+    kind: Annotated[str | None, Query(description="Only this task kind.")] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> FailedTaskPage:
+    return await admin.failed(session, kind=kind, cursor=cursor, limit=limit)
+
+
+@router.post(
+    "/admin/tasks/{kind}/{task_id}/retry",
+    status_code=202,
+    response_model=TaskRead,
+    summary="Retry a failed task with a fresh set of attempts",
+    responses=problem_responses(*AUTH_ERRORS, UnknownTaskKind, TaskNotFound, TaskNotFailed),
+)
+async def retry_task(
+    kind: str,
+    task_id: uuid.UUID,
+    session: SessionDep,
+    background_tasks: BackgroundTasks,
+    audit: AuditDep,
+) -> TaskRead:
+    task = await admin.retry(session, kind, task_id)
+    background_tasks.add_task(run_named_task, kind, task_id)
+    audit.record("task.retried", f"tasks/{kind}/{task_id}")
+    return task
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics: task counters, durations, due backlog, recovery passes",
+    response_class=Response,
+    responses={
+        200: {"content": {metrics.CONTENT_TYPE: {}}, "description": "Prometheus text format"},
+        **problem_responses(*AUTH_ERRORS, validation=False),
+    },
+)
+async def prometheus_metrics(session: SessionDep) -> Response:
+    due = await admin.due_counts(session)
+    return Response(metrics.render(due), media_type=metrics.CONTENT_TYPE)

@@ -1,0 +1,42 @@
+"""What the admin API shows of background work."""
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from app.models.base import TaskStatus
+
+
+class TaskKindSummary(BaseModel):
+    kind: str
+    counts: dict[TaskStatus, int] = Field(description="Rows in each status.")
+    due: int = Field(description="Rows due now: waiting for a run, or abandoned by a dead one.")
+    oldest_due_age_seconds: float | None = Field(
+        description="How long the oldest due row has been waiting; null when none is due."
+    )
+
+
+class TasksOverview(BaseModel):
+    kinds: list[TaskKindSummary]
+
+
+class TaskRead(BaseModel):
+    kind: str
+    id: uuid.UUID
+    status: TaskStatus
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    failed_at: datetime | None = None
+
+
+class FailedTaskRead(TaskRead):
+    failed_at: datetime
+
+
+class FailedTaskPage(BaseModel):
+    items: list[FailedTaskRead]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )

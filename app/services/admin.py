@@ -1,0 +1,101 @@
+"""Background work as operators see it: counts, dead letters, and a retry button."""
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import InvalidQuery, TaskNotFailed, TaskNotFound, UnknownTaskKind
+from app.models.base import utcnow
+from app.repositories import tasks as tasks_repo
+from app.schemas.admin import (
+    FailedTaskPage,
+    FailedTaskRead,
+    TaskKindSummary,
+    TaskRead,
+    TasksOverview,
+)
+from app.tasks.registry import MUST_COMPLETE
+from app.tasks.runner import TaskKind
+
+
+async def overview(session: AsyncSession) -> TasksOverview:
+    now = utcnow()
+    summaries = []
+    async with session.begin():
+        for name, kind in MUST_COMPLETE.items():
+            counts = await tasks_repo.count_by_status(session, kind.state)
+            due, oldest = await tasks_repo.due_summary(session, kind.state, now=now)
+            age = (now - oldest).total_seconds() if oldest is not None else None
+            summaries.append(
+                TaskKindSummary(kind=name, counts=counts, due=due, oldest_due_age_seconds=age)
+            )
+    return TasksOverview(kinds=summaries)
+
+
+async def due_counts(session: AsyncSession) -> dict[str, int]:
+    now = utcnow()
+    async with session.begin():
+        return {
+            name: (await tasks_repo.due_summary(session, kind.state, now=now))[0]
+            for name, kind in MUST_COMPLETE.items()
+        }
+
+
+async def failed(
+    session: AsyncSession, *, kind: str | None, cursor: str | None, limit: int
+) -> FailedTaskPage:
+    """Dead letters of every kind (or one), newest failure first, a page at a time."""
+    if kind is not None and kind not in MUST_COMPLETE:
+        raise InvalidQuery(f"unknown task kind {kind!r}; known: {', '.join(MUST_COMPLETE)}")
+    before = _decode_cursor(cursor) if cursor else None
+    kinds = {kind: MUST_COMPLETE[kind]} if kind else MUST_COMPLETE
+    items: list[FailedTaskRead] = []
+    async with session.begin():
+        for name, task_kind in kinds.items():
+            rows = await tasks_repo.list_failed(
+                session, task_kind.state, before=before, limit=limit + 1
+            )
+            items.extend(FailedTaskRead(kind=name, **row) for row in rows)
+    items.sort(key=lambda item: (item.failed_at, item.id), reverse=True)
+    page = items[:limit]
+    next_cursor = _encode_cursor(page[-1]) if len(items) > limit else None
+    return FailedTaskPage(items=page, next_cursor=next_cursor)
+
+
+async def retry(session: AsyncSession, kind_name: str, row_id: uuid.UUID) -> TaskRead:
+    """Re-arm a failed row with fresh attempts; committed before the caller schedules it."""
+    kind = _kind(kind_name)
+    async with session.begin():
+        row = await tasks_repo.rearm_failed(session, kind.state, row_id, now=utcnow())
+        if row is not None:
+            return TaskRead(kind=kind_name, **row)
+        status = await tasks_repo.get_status(session, kind.state, row_id)
+    if status is None:
+        raise TaskNotFound(f"no {kind_name} task with id {row_id}")
+    raise TaskNotFailed(f"this {kind_name} task is {status}, not failed")
+
+
+def _kind(name: str) -> TaskKind:
+    if name not in MUST_COMPLETE:
+        raise UnknownTaskKind(f"unknown task kind {name!r}; known: {', '.join(MUST_COMPLETE)}")
+    return MUST_COMPLETE[name]
+
+
+def _encode_cursor(item: FailedTaskRead) -> str:
+    raw = f"{item.failed_at.isoformat()}|{item.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, row_id = raw.split("|")
+        when = datetime.fromisoformat(moment)
+        if when.tzinfo is None:
+            raise ValueError("naive")
+        return when, uuid.UUID(row_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidQuery("cursor is not one this API returned") from None
