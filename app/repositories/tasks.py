@@ -61,6 +61,45 @@ def _claim_statement(state: TaskState, returning: tuple[InstrumentedAttribute[An
     )
 
 
+@cache
+def _claim_many_statement(
+    state: TaskState, returning: tuple[InstrumentedAttribute[Any], ...]
+) -> Update:
+    now: BindParameter[datetime] = bindparam("now")
+    return (
+        update(state.model)
+        .where(
+            state.id.in_(bindparam("row_ids", expanding=True)),
+            or_(_due(state, now), _abandoned(state, now)),
+        )
+        .values(
+            {
+                state.status: TaskStatus.RUNNING,
+                state.lease_until: bindparam("lease_until"),
+                state.attempts: state.attempts + 1,
+            }
+        )
+        .returning(state.id, state.attempts, *returning)
+    )
+
+
+async def claim_many(
+    executor: Executor,
+    state: TaskState,
+    row_ids: list[uuid.UUID],
+    *,
+    now: datetime,
+    lease_until: datetime,
+    returning: tuple[InstrumentedAttribute[Any], ...] = (),
+) -> list[RowMapping]:
+    """`claim` for several rows in one statement; returns the rows won (others are taken)."""
+    result = await executor.execute(
+        _claim_many_statement(state, returning),
+        {"row_ids": row_ids, "now": now, "lease_until": lease_until},
+    )
+    return list(result.mappings())
+
+
 async def claim(
     executor: Executor,
     state: TaskState,

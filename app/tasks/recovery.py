@@ -22,7 +22,7 @@ from app.core.shutdown import Shutdown
 from app.models.base import utcnow
 from app.repositories import tasks as tasks_repo
 from app.tasks.registry import MUST_COMPLETE
-from app.tasks.runner import TaskKind, run_task
+from app.tasks.runner import TaskKind, run_tasks
 from app.tasks.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -55,8 +55,7 @@ async def _recover_kind(runtime: Runtime, kind: TaskKind) -> Counter[str]:
             limit=settings.recovery_batch_size,
         )
     report["due"] = len(row_ids)
-    # The kind's limiter bounds how many of these run at once.
-    for status in await asyncio.gather(*(run_task(kind, row_id) for row_id in row_ids)):
+    for status in await run_tasks(kind, row_ids):
         report[str(status) if status is not None else "skipped"] += 1
     if row_ids or report["abandoned"]:
         logger.info(

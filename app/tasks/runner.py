@@ -113,6 +113,78 @@ async def run_task(kind: TaskKind, row_id: uuid.UUID) -> TaskStatus | None:
             return None
 
 
+async def run_tasks(kind: TaskKind, row_ids: list[uuid.UUID]) -> list[TaskStatus | None]:
+    """Run many rows of one kind, as recovery does: one attempt each, no inline retries.
+
+    Whenever slots are free it claims that many rows in one statement, so a
+    backlog is drained without a claim round trip per row. Rows another
+    process won are skipped (None). Never raises an Exception.
+    """
+    runtime = current()
+    limiter = runtime.limiter(kind.name, kind.concurrency(runtime.settings))
+    statuses: dict[uuid.UUID, TaskStatus | None] = dict.fromkeys(row_ids)
+    waiting = list(reversed(row_ids))
+    running: set[asyncio.Task[None]] = set()
+
+    async def attempt(claim: Claim) -> None:
+        try:
+            with log_context(task=kind.name, row_id=str(claim.row_id)):
+                statuses[claim.row_id] = (await _attempt(runtime, kind, claim)).status
+        except Exception:
+            logger.exception("task stopped before settling; recovery will resume it")
+        finally:
+            limiter.release()
+
+    try:
+        while waiting:
+            await limiter.acquire()
+            slots = 1
+            while slots < len(waiting) and await limiter.try_acquire():
+                slots += 1
+            chunk = [waiting.pop() for _ in range(slots)]
+            try:
+                claims = await _claim_many(runtime, kind, chunk)
+            except Exception:
+                logger.exception("claiming %d %s rows failed; they stay due", slots, kind.name)
+                claims = []
+            for _ in range(slots - len(claims)):
+                limiter.release()
+            for claim in claims:
+                task = asyncio.create_task(attempt(claim))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        if running:
+            await asyncio.gather(*running)
+    finally:
+        for task in running:
+            task.cancel()
+    return [statuses[row_id] for row_id in row_ids]
+
+
+async def _claim_many(runtime: Runtime, kind: TaskKind, row_ids: list[uuid.UUID]) -> list[Claim]:
+    now = utcnow()
+    lease_until = now + timedelta(seconds=runtime.settings.task_lease_seconds)
+    async with single_statement(runtime.engine) as connection:
+        rows = await tasks_repo.claim_many(
+            connection,
+            kind.state,
+            row_ids,
+            now=now,
+            lease_until=lease_until,
+            returning=kind.returning,
+        )
+    metrics.TASKS_STARTED.labels(kind.name).inc(len(rows))
+    return [
+        Claim(
+            row_id=row[kind.state.id.key],
+            attempt=row[kind.state.attempts.key],
+            lease_until=lease_until,
+            row=row,
+        )
+        for row in rows
+    ]
+
+
 async def _claim(runtime: Runtime, kind: TaskKind, row_id: uuid.UUID) -> Claim | None:
     now = utcnow()
     lease_until = now + timedelta(seconds=runtime.settings.task_lease_seconds)

@@ -35,17 +35,30 @@ class Limiter:
         """Too many runs already waiting: leave this one's row to recovery."""
         return self._waiting >= self.backlog
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def acquire(self) -> None:
         self._waiting += 1
         try:
             await self._semaphore.acquire()
         finally:
             self._waiting -= 1
+
+    async def try_acquire(self) -> bool:
+        """Take a free slot if there is one, without waiting for it."""
+        if self._semaphore.locked():
+            return False
+        await self._semaphore.acquire()  # free: returns at once
+        return True
+
+    def release(self) -> None:
+        self._semaphore.release()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self.acquire()
         try:
             yield
         finally:
-            self._semaphore.release()
+            self.release()
 
 
 @dataclass(frozen=True)

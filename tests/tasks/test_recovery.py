@@ -187,3 +187,18 @@ async def test_a_settle_is_retried_while_the_database_blips(
     assert status is TaskStatus.SUCCEEDED
     assert (await get_user(app, user_id)).welcome_status is TaskStatus.SUCCEEDED
     assert len(smtp.messages) == 1
+
+
+async def test_two_passes_at_once_deliver_each_due_row_once(app: FastAPI, smtp: SMTPServer) -> None:
+    for n in range(30):
+        await insert_user(app, f"user{n}@example.com")
+
+    first, second = await asyncio.gather(recover_once(current()), recover_once(current()))
+
+    assert first["welcome_email"]["due"] == second["welcome_email"]["due"] == 30
+    succeeded = first["welcome_email"]["succeeded"] + second["welcome_email"]["succeeded"]
+    skipped = first["welcome_email"]["skipped"] + second["welcome_email"]["skipped"]
+    assert (succeeded, skipped) == (30, 30)
+    counts = smtp.message_id_counts()
+    assert len(counts) == 30
+    assert set(counts.values()) == {1}
