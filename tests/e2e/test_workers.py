@@ -1,0 +1,38 @@
+"""`serve --workers 2`: several processes, one set of metrics, every email once."""
+
+from collections.abc import Callable
+
+from tests.e2e.test_crash_recovery import (
+    assert_each_delivered_once,
+    sign_up_many,
+    started_count,
+    welcome_statuses,
+)
+from tests.support.postgres import PostgresCluster
+from tests.support.server import ServerProcess
+from tests.support.smtp import SMTPServer
+from tests.support.waiting import eventually
+
+TOKEN = "w" * 32
+
+
+async def test_two_workers_serve_signups_and_any_worker_reports_the_metrics_of_both(
+    database: tuple[PostgresCluster, str],
+    smtp: SMTPServer,
+    server_env: dict[str, str],
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    cluster, url = database
+    server = start_server({**server_env, "ADMIN_TOKEN": TOKEN}, "--workers", "2")
+
+    await sign_up_many(server.base_url, 40)
+    await eventually(
+        lambda: welcome_statuses(cluster, url) == {"succeeded": 40},
+        timeout=60,
+        interval=0.3,
+        what="all welcome emails",
+    )
+
+    assert_each_delivered_once(smtp, 40)
+    # Connections land on either worker; each scrape must add up both.
+    assert {started_count(server, TOKEN) for _ in range(6)} == {40}
