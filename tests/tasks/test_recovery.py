@@ -195,10 +195,10 @@ async def test_two_passes_at_once_deliver_each_due_row_once(app: FastAPI, smtp: 
 
     first, second = await asyncio.gather(recover_once(current()), recover_once(current()))
 
-    assert first["welcome_email"]["due"] == second["welcome_email"]["due"] == 30
-    succeeded = first["welcome_email"]["succeeded"] + second["welcome_email"]["succeeded"]
-    skipped = first["welcome_email"]["skipped"] + second["welcome_email"]["skipped"]
-    assert (succeeded, skipped) == (30, 30)
+    passes = [first["welcome_email"], second["welcome_email"]]
+    # Each pass saw some of the rows as due; whatever both saw, only one sent.
+    assert sum(p["succeeded"] for p in passes) == 30
+    assert sum(p["skipped"] for p in passes) == sum(p["due"] for p in passes) - 30
     counts = smtp.message_id_counts()
     assert len(counts) == 30
     assert set(counts.values()) == {1}
