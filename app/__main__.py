@@ -69,7 +69,7 @@ def recover(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the HTTP server")
@@ -83,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
         "recover", help="run one recovery pass over due and abandoned work, then exit"
     )
     recover_parser.set_defaults(handler=recover)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
