@@ -118,6 +118,14 @@ class InvalidQuery(ServiceError):
     title = "Invalid query parameter"
 
 
+class MalformedBody(ServiceError):
+    """Documents a body that cannot be read at all (e.g. not UTF-8); FastAPI raises it."""
+
+    status = 400
+    slug = "malformed-body"
+    title = "Malformed request body"
+
+
 class RequestValidationFailed(ServiceError):
     """Documents the validation error in OpenAPI; FastAPI raises its own exception."""
 
@@ -136,22 +144,20 @@ def problem_response(problem: Problem, headers: Mapping[str, str] | None = None)
 
 
 def problem_responses(
-    *errors: type[ServiceError], validation: bool = True
+    *errors: type[ServiceError], validation: bool = True, body: bool = False
 ) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` for a route: its documented errors, and validation failure."""
+    """OpenAPI `responses=` for a route: its documented errors, validation failure, and
+    (for routes that read a body) a body that cannot be parsed at all."""
     documented: list[type[ServiceError]] = [*errors]
     if validation:
         documented.append(RequestValidationFailed)
+    if body:
+        documented.append(MalformedBody)
     responses: dict[int | str, dict[str, Any]] = {}
     for error in documented:
-        entry = responses.setdefault(
-            error.status,
-            {
-                "model": Problem,
-                "content": {PROBLEM_MEDIA_TYPE: {}},
-                "description": error.title,
-            },
-        )
+        # FastAPI files a response `model` under application/json;
+        # `use_problem_media_type` moves it where it belongs.
+        entry = responses.setdefault(error.status, {"model": Problem, "description": error.title})
         if error.title not in entry["description"]:
             entry["description"] += f"; or {error.title.lower()}"
     return responses
@@ -159,6 +165,25 @@ def problem_responses(
 
 # Starlette types every handler as taking Exception; it calls each one only with
 # the class it was registered for, hence the casts.
+
+
+def use_problem_media_type(app: FastAPI) -> None:
+    """Document every error response as application/problem+json, as it is sent."""
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = default_openapi()
+            for methods in schema.get("paths", {}).values():
+                for operation in methods.values():
+                    for code, response in operation.get("responses", {}).items():
+                        content = response.get("content", {})
+                        if code[0] in "45" and "application/json" in content:
+                            content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _service_error(request: Request, raised: Exception) -> JSONResponse:
@@ -243,6 +268,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    use_problem_media_type(app)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

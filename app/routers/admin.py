@@ -74,7 +74,10 @@ async def retry_task(
     summary="Prometheus metrics: task counters, durations, due backlog, recovery passes",
     response_class=Response,
     responses={
-        200: {"content": {metrics.CONTENT_TYPE: {}}, "description": "Prometheus text format"},
+        200: {
+            "content": {metrics.CONTENT_TYPE: {"schema": {"type": "string"}}},
+            "description": "Prometheus text format",
+        },
         **problem_responses(*AUTH_ERRORS, validation=False),
     },
 )

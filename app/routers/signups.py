@@ -19,7 +19,7 @@ router = APIRouter(tags=["signups"])
     status_code=201,
     response_model=UserRead,
     summary="Sign up; the welcome email is sent in the background",
-    responses=problem_responses(EmailAlreadyRegistered, IdempotencyKeyInProgress),
+    responses=problem_responses(EmailAlreadyRegistered, IdempotencyKeyInProgress, body=True),
 )
 async def create_signup(
     payload: UserCreate,

@@ -35,7 +35,7 @@ Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=320),
     AfterValidator(normalize_email),
-    Field(examples=["ada@example.com"]),
+    Field(examples=["ada@example.com"], json_schema_extra={"format": "email"}),
 ]
 
 PersonName = Annotated[
