@@ -39,6 +39,7 @@ def test_every_operation_answers_as_documented_and_never_5xx(tmp_path: Path) -> 
                 "--header", f"Authorization: Bearer {TOKEN}",
                 "--max-examples", "30",
                 "--seed", "20261121",
+                "--generation-database", "none",
                 "--report-dir", str(tmp_path / "reports"),
             ],
             capture_output=True,
