@@ -42,6 +42,7 @@ def test_every_operation_answers_as_documented_and_never_5xx(tmp_path: Path) -> 
                 "--generation-database", "none",
                 "--report-dir", str(tmp_path / "reports"),
             ],
+            cwd=tmp_path,  # schemathesis keeps its state in the working directory
             capture_output=True,
             text=True,
             timeout=600,
