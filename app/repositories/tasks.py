@@ -20,6 +20,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     tuple_,
     union_all,
     update,
@@ -35,13 +36,19 @@ Executor = AsyncConnection | AsyncSession
 UNFINISHED = (TaskStatus.PENDING, TaskStatus.RETRYING)
 
 
+def _mine(state: TaskState, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The conditions, on this kind's rows only (see TaskState.where)."""
+    everything = (*state.where, *conditions)
+    return and_(*everything) if everything else true()
+
+
 def _due(state: TaskState, due_before: Any) -> ColumnElement[bool]:
-    return and_(state.status.in_(UNFINISHED), state.next_attempt_at <= due_before)
+    return _mine(state, state.status.in_(UNFINISHED), state.next_attempt_at <= due_before)
 
 
 def _abandoned(state: TaskState, now: Any) -> ColumnElement[bool]:
     """Running, but the lease ran out: the process that claimed it died."""
-    return and_(state.status == TaskStatus.RUNNING, state.lease_until < now)
+    return _mine(state, state.status == TaskStatus.RUNNING, state.lease_until < now)
 
 
 @cache
@@ -237,7 +244,9 @@ async def abandon_exhausted(
 
 
 async def count_by_status(executor: Executor, state: TaskState) -> dict[TaskStatus, int]:
-    result = await executor.execute(select(state.status, func.count()).group_by(state.status))
+    result = await executor.execute(
+        select(state.status, func.count()).where(_mine(state)).group_by(state.status)
+    )
     counts = dict.fromkeys(TaskStatus, 0)
     counts.update({TaskStatus(status): count for status, count in result})
     return counts
@@ -274,7 +283,7 @@ async def list_failed(
     limit: int,
 ) -> list[RowMapping]:
     """Dead letters, newest failure first; `before` is the (failed_at, id) to continue after."""
-    statement = select(*_task_columns(state)).where(state.status == TaskStatus.FAILED)
+    statement = select(*_task_columns(state)).where(_mine(state, state.status == TaskStatus.FAILED))
     if before is not None:
         statement = statement.where(tuple_(state.failed_at, state.id) < tuple_(*before))
     statement = statement.order_by(state.failed_at.desc(), state.id.desc()).limit(limit)
@@ -287,7 +296,7 @@ async def rearm_failed(
     """Make a failed row due again, with a fresh set of attempts; None if it is not failed."""
     result = await executor.execute(
         update(state.model)
-        .where(state.id == row_id, state.status == TaskStatus.FAILED)
+        .where(_mine(state, state.id == row_id, state.status == TaskStatus.FAILED))
         .values(
             {
                 state.status: TaskStatus.PENDING,
@@ -302,6 +311,6 @@ async def rearm_failed(
 
 
 async def get_status(executor: Executor, state: TaskState, row_id: uuid.UUID) -> TaskStatus | None:
-    result = await executor.execute(select(state.status).where(state.id == row_id))
+    result = await executor.execute(select(state.status).where(_mine(state, state.id == row_id)))
     status = result.scalar_one_or_none()
     return TaskStatus(status) if status is not None else None
