@@ -34,6 +34,9 @@ from app.models.task_state import TaskState
 
 Executor = AsyncConnection | AsyncSession
 UNFINISHED = (TaskStatus.PENDING, TaskStatus.RETRYING)
+# Bound parameter names differ from every state column's name ("lease", not
+# "lease_until"): an UPDATE reserves its columns' names for its own parameters,
+# and a state whose columns are plainly named (notifications) would collide.
 
 
 def _mine(state: TaskState, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -60,7 +63,7 @@ def _claim_statement(state: TaskState, returning: tuple[InstrumentedAttribute[An
         .values(
             {
                 state.status: TaskStatus.RUNNING,
-                state.lease_until: bindparam("lease_until"),
+                state.lease_until: bindparam("lease"),
                 state.attempts: state.attempts + 1,
             }
         )
@@ -82,7 +85,7 @@ def _claim_many_statement(
         .values(
             {
                 state.status: TaskStatus.RUNNING,
-                state.lease_until: bindparam("lease_until"),
+                state.lease_until: bindparam("lease"),
                 state.attempts: state.attempts + 1,
             }
         )
@@ -102,7 +105,7 @@ async def claim_many(
     """`claim` for several rows in one statement; returns the rows won (others are taken)."""
     result = await executor.execute(
         _claim_many_statement(state, returning),
-        {"row_ids": row_ids, "now": now, "lease_until": lease_until},
+        {"row_ids": row_ids, "now": now, "lease": lease_until},
     )
     return list(result.mappings())
 
@@ -119,7 +122,7 @@ async def claim(
     """Take the row if it is due or abandoned: one atomic conditional UPDATE ... RETURNING."""
     result = await executor.execute(
         _claim_statement(state, returning),
-        {"row_id": row_id, "now": now, "lease_until": lease_until},
+        {"row_id": row_id, "now": now, "lease": lease_until},
     )
     return result.mappings().one_or_none()
 
@@ -131,9 +134,9 @@ def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
         state.status == TaskStatus.RUNNING,
         # The lease the claim wrote is the fencing token: if it changed, that
         # lease expired and another run owns the row now.
-        state.lease_until == bindparam("lease_until"),
+        state.lease_until == bindparam("lease"),
     )
-    common: dict[Any, Any] = {state.lease_until: None, state.last_error: bindparam("last_error")}
+    common: dict[Any, Any] = {state.lease_until: None, state.last_error: bindparam("error")}
     return {
         TaskStatus.SUCCEEDED: fenced.values(
             {
@@ -147,7 +150,7 @@ def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
             {
                 **common,
                 state.status: TaskStatus.RETRYING,
-                state.next_attempt_at: bindparam("next_attempt_at"),
+                state.next_attempt_at: bindparam("retry_at"),
             }
         ).returning(state.id),
         TaskStatus.FAILED: fenced.values(
@@ -177,10 +180,10 @@ async def settle(
         _settle_statements(state)[status],
         {
             "row_id": row_id,
-            "lease_until": lease_until,
+            "lease": lease_until,
             "now": now,
-            "last_error": last_error,
-            "next_attempt_at": next_attempt_at,
+            "error": last_error,
+            "retry_at": next_attempt_at,
         },
     )
     return result.first() is not None
