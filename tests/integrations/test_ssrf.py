@@ -2,7 +2,6 @@
 
 import ipaddress
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,12 +12,6 @@ from tests.support.postgres import free_port
 from tests.support.webhooks import WebhookReceiver
 
 PUBLIC = "93.184.215.14"  # never connected to: the tests below stop before connecting
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    with WebhookReceiver() as server:
-        yield server
 
 
 def fake_dns(monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[str]]) -> list[str]:
