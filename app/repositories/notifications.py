@@ -1,15 +1,13 @@
-"""SQL for notifications, and for the recipient details their delivery needs."""
+"""SQL for notifications."""
 
 import uuid
 from datetime import datetime
 
 from sqlalchemy import insert, select, tuple_
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.base import TaskStatus
 from app.models.notification import Channel, Notification
-from app.models.user import User
 
 
 async def insert_pending(
@@ -59,14 +57,3 @@ async def list_for_user(
         )
     statement = statement.order_by(Notification.created_at.desc(), Notification.id.desc())
     return list((await session.scalars(statement.limit(limit))).all())
-
-
-async def recipient(connection: AsyncConnection, user_id: uuid.UUID) -> RowMapping | None:
-    """Where a notification goes now: the user's email, webhook URL and signing secret.
-
-    Read at each attempt rather than copied into the notification, so a retry
-    after a URL change or a secret rotation goes where, and is signed as, the
-    user now expects.
-    """
-    statement = select(User.email, User.webhook_url, User.webhook_secret).where(User.id == user_id)
-    return (await connection.execute(statement)).mappings().one_or_none()

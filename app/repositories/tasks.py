@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Label,
     Select,
     Update,
     and_,
@@ -34,6 +35,10 @@ from app.models.task_state import TaskState
 
 Executor = AsyncConnection | AsyncSession
 UNFINISHED = (TaskStatus.PENDING, TaskStatus.RETRYING)
+# What a claim hands the task besides the attempt number: columns of the row,
+# or labelled expressions (a correlated subquery for a related row's column
+# saves the task a query of its own).
+Returning = tuple[InstrumentedAttribute[Any] | Label[Any], ...]
 # Bound parameter names differ from every state column's name ("lease", not
 # "lease_until"): an UPDATE reserves its columns' names for its own parameters,
 # and a state whose columns are plainly named (notifications) would collide.
@@ -55,7 +60,7 @@ def _abandoned(state: TaskState, now: Any) -> ColumnElement[bool]:
 
 
 @cache
-def _claim_statement(state: TaskState, returning: tuple[InstrumentedAttribute[Any], ...]) -> Update:
+def _claim_statement(state: TaskState, returning: Returning) -> Update:
     now: BindParameter[datetime] = bindparam("now")
     return (
         update(state.model)
@@ -72,9 +77,7 @@ def _claim_statement(state: TaskState, returning: tuple[InstrumentedAttribute[An
 
 
 @cache
-def _claim_many_statement(
-    state: TaskState, returning: tuple[InstrumentedAttribute[Any], ...]
-) -> Update:
+def _claim_many_statement(state: TaskState, returning: Returning) -> Update:
     now: BindParameter[datetime] = bindparam("now")
     return (
         update(state.model)
@@ -100,7 +103,7 @@ async def claim_many(
     *,
     now: datetime,
     lease_until: datetime,
-    returning: tuple[InstrumentedAttribute[Any], ...] = (),
+    returning: Returning = (),
 ) -> list[RowMapping]:
     """`claim` for several rows in one statement; returns the rows won (others are taken)."""
     result = await executor.execute(
@@ -117,7 +120,7 @@ async def claim(
     *,
     now: datetime,
     lease_until: datetime,
-    returning: tuple[InstrumentedAttribute[Any], ...] = (),
+    returning: Returning = (),
 ) -> RowMapping | None:
     """Take the row if it is due or abandoned: one atomic conditional UPDATE ... RETURNING."""
     result = await executor.execute(
