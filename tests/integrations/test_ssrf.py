@@ -1,8 +1,13 @@
 """The SSRF guard: which addresses webhooks may reach; connections go only to vetted ones."""
 
 import ipaddress
+import shutil
 import socket
+import ssl
+import subprocess
+from pathlib import Path
 
+import httpx
 import pytest
 
 from app.core.config import Settings
@@ -185,3 +190,43 @@ async def test_the_client_does_not_follow_redirects(receiver: WebhookReceiver) -
 
     assert response.status_code == 307
     assert len(receiver.requests) == 1
+
+
+def self_signed(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for `name` and its key, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.parametrize(
+    ("served_as", "verified"), [("hooks.example.test", True), ("evil.test", False)]
+)
+async def test_tls_verifies_the_urls_hostname_though_the_connection_is_to_a_vetted_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served_as: str, verified: bool
+) -> None:
+    cert, key = self_signed(tmp_path, served_as)
+    fake_dns(monkeypatch, {"hooks.example.test": ["127.0.0.1"]})
+    trusted = ssl.create_default_context(cafile=str(cert))
+    transport = ssrf.GuardedTransport(
+        limits=httpx.Limits(max_connections=1), allow_private=True, verify=trusted
+    )
+
+    with WebhookReceiver(tls=(cert, key)) as receiver:
+        async with httpx.AsyncClient(transport=transport) as client:
+            url = receiver.url_for("/hook", host="hooks.example.test")
+            if verified:
+                response = await client.post(url, content=b"{}")
+                assert response.status_code == 200
+            else:
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                    await client.post(url, content=b"{}")
+
+    assert len(receiver.requests) == (1 if verified else 0)

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -52,9 +53,17 @@ class ReceivedWebhook:
 class WebhookReceiver:
     """Start, script replies, inspect what arrived, stop. Unscripted requests get 200."""
 
-    def __init__(self, port: int | None = None, *, keep_bodies: bool = True) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        keep_bodies: bool = True,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
+        """`tls`: (certificate, key) files to serve HTTPS with."""
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self._tls = tls
         self.secret: str | None = None
         self._keep_bodies = keep_bodies
         self._lock = threading.Lock()
@@ -70,7 +79,8 @@ class WebhookReceiver:
         return self.url_for("/hook")
 
     def url_for(self, path: str, host: str | None = None) -> str:
-        return f"http://{host or self.host}:{self.port}{path}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://{host or self.host}:{self.port}{path}"
 
     # Lifecycle
     def start(self, timeout: float = 10.0) -> "WebhookReceiver":
@@ -83,6 +93,8 @@ class WebhookReceiver:
             lifespan="off",
             interface="asgi3",
             timeout_graceful_shutdown=1,
+            ssl_certfile=self._tls[0] if self._tls else None,
+            ssl_keyfile=self._tls[1] if self._tls else None,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
