@@ -81,3 +81,6 @@ def quiet_chatty_loggers() -> None:
     # aiosqlite logs every statement with its parameters at DEBUG: addresses,
     # webhook signing secrets. None of that belongs in a log.
     logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # httpx logs every request's full URL at INFO: a line per webhook delivery, and
+    # some receivers put a token in their URL. The runner logs each outcome anyway.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -298,3 +298,18 @@ async def test_the_signing_secret_never_reaches_the_logs(
     assert receiver.requests[-1].verified
     for secret in (user["webhook_secret"], rotated["webhook_secret"]):
         assert secret.removeprefix("whsec_") not in caplog.text
+
+
+@pytest.mark.parametrize("settings_overrides", [LOOPBACK_WEBHOOKS])
+async def test_a_token_in_the_webhook_url_is_not_logged_at_info(
+    client: httpx.AsyncClient, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    quiet_chatty_loggers()  # as the service's logging setup does
+    user = await sign_up(client)
+    await patch(client, user["id"], {"webhook_url": receiver.url + "?token=s3cr3t-t0ken"})
+
+    await notify(client, user["id"])
+
+    assert len(receiver.requests) == 1
+    assert "s3cr3t-t0ken" not in caplog.text
