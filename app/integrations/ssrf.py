@@ -101,6 +101,8 @@ async def vetted_addresses(host: str, port: int, *, allow_private: bool) -> list
         addresses = await resolve(host, port)
     except OSError as exc:  # socket.gaierror
         raise UnsafeWebhookUrl(f"{host} does not resolve ({exc.strerror or exc})") from None
+    except UnicodeError:  # a label over 63 characters, refused before any lookup
+        raise UnsafeWebhookUrl(f"{host} is not a valid host name") from None
     if not addresses:
         raise UnsafeWebhookUrl(f"{host} does not resolve")
     if not allow_private:
@@ -116,11 +118,13 @@ async def check_url(url: str, *, allow_private: bool, resolve_within: float) -> 
     """The URL in normal form if webhooks may be sent to it; raises UnsafeWebhookUrl if not."""
     parsed = check_shape(url)
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    # The host as it goes on the wire (IDNA-encoded), as httpcore will resolve it.
+    host = parsed.raw_host.decode("ascii")
     try:
         async with asyncio.timeout(resolve_within):
-            await vetted_addresses(parsed.host, port, allow_private=allow_private)
+            await vetted_addresses(host, port, allow_private=allow_private)
     except TimeoutError:
-        message = f"{parsed.host} did not resolve within {resolve_within:g}s"
+        message = f"{host} did not resolve within {resolve_within:g}s"
         raise UnsafeWebhookUrl(message) from None
     return str(parsed)
 

@@ -1,6 +1,6 @@
 """The audit trail as operators query it: filtered, newest first, a page at a time."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,9 +21,7 @@ async def search(
     cursor: str | None,
     limit: int,
 ) -> AuditPage:
-    for name, moment in (("since", since), ("until", until)):
-        if moment is not None and moment.tzinfo is None:
-            raise InvalidQuery(f"{name} needs a time zone, e.g. 2026-11-22T10:00:00Z")
+    since, until = _utc("since", since), _utc("until", until)
     if since is not None and until is not None and since >= until:
         raise InvalidQuery("since must be earlier than until")
     before = page_cursor.decode(cursor) if cursor else None
@@ -42,3 +40,14 @@ async def search(
     more = len(rows) > limit
     next_cursor = page_cursor.encode(page[-1].occurred_at, page[-1].id) if more else None
     return AuditPage(items=page, next_cursor=next_cursor)
+
+
+def _utc(name: str, moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise InvalidQuery(f"{name} needs a time zone, e.g. 2026-11-22T10:00:00Z")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00, before year 1 in UTC
+        raise InvalidQuery(f"{name} is out of range") from None

@@ -7,7 +7,7 @@ rather than read as some other position.
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from app.core.errors import InvalidQuery
 
@@ -24,6 +24,6 @@ def decode(cursor: str) -> tuple[datetime, uuid.UUID]:
         when = datetime.fromisoformat(moment)
         if when.tzinfo is None:
             raise ValueError("naive")
-        return when, uuid.UUID(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return when.astimezone(UTC), uuid.UUID(row_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidQuery("cursor is not one this API returned") from None

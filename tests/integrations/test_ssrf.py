@@ -230,3 +230,8 @@ async def test_tls_verifies_the_urls_hostname_though_the_connection_is_to_a_vett
                     await client.post(url, content=b"{}")
 
     assert len(receiver.requests) == (1 if verified else 0)
+
+
+async def test_an_over_long_label_is_refused_without_a_lookup() -> None:
+    with pytest.raises(UnsafeWebhookUrl, match="not a valid host name"):
+        await check_url(f"https://{'a' * 70}.example/", allow_private=False, resolve_within=1)

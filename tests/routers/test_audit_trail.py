@@ -1,7 +1,7 @@
 """GET /admin/audit: every state change leaves an entry; filters, order and pages hold."""
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -13,12 +13,14 @@ from app.models import AuditEntry
 from app.models.base import utcnow
 from app.repositories import audit as audit_repo
 from app.schemas.audit import AuditEntryCreate
+from app.services import cursor as page_cursor
 from app.tasks.audit import write_audit_entry
 from tests.support.notify import LOOPBACK_WEBHOOKS, notification, notify, sign_up_with_webhook
 from tests.support.smtp import SMTPServer
 from tests.support.webhooks import WebhookReceiver
 
 TOKEN = "test-admin-token-0123456789abcdef"
+BEFORE_YEAR_ONE_IN_UTC = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=1)))
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -172,10 +174,12 @@ async def test_entries_at_the_same_moment_are_paged_by_id(
         {"since": "2026-01-01T00:00:00"},
         {"until": "2026-01-01T00:00:00"},
         {"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+        {"since": "0001-01-01T00:00:00+01:00"},
         {"cursor": "garbage"},
+        {"cursor": page_cursor.encode(BEFORE_YEAR_ONE_IN_UTC, uuid.UUID(int=0))},
     ],
 )
-async def test_a_naive_time_an_empty_range_or_a_foreign_cursor_is_422(
+async def test_a_naive_or_out_of_range_time_an_empty_range_or_a_foreign_cursor_is_422(
     client: httpx.AsyncClient, params: dict[str, str]
 ) -> None:
     response = await client.get("/admin/audit", params=params, headers=AUTH)
