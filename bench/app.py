@@ -13,7 +13,7 @@ from fastapi import FastAPI, Response
 from app.main import create_server_app
 from app.models import User
 from app.models.base import TaskStatus, utcnow
-from app.routers.deps import AuditDep, SessionDep
+from app.routers.deps import AuditDep, SessionDep, SettingsDep
 from app.schemas.user import UserCreate, UserRead
 from app.services import signups
 from app.services.idempotency import StoredResponse
@@ -26,9 +26,13 @@ def create_bench_app() -> FastAPI:
 
     @app.post("/bench/signups-inline", status_code=201, response_model=UserRead)
     async def signup_inline(
-        payload: UserCreate, session: SessionDep, audit: AuditDep, response: Response
+        payload: UserCreate,
+        session: SessionDep,
+        settings: SettingsDep,
+        audit: AuditDep,
+        response: Response,
     ) -> UserRead:
-        created = await signups.create(session, payload)
+        created = await signups.create(session, payload, settings)
         assert not isinstance(created, StoredResponse)
         await run_task(WELCOME_EMAIL, created.id)  # the request waits for SMTP
         audit.record("user.signed_up", f"users/{created.id}")

@@ -17,6 +17,7 @@ from app.main import create_app
 from app.models import Base
 from tests.support.postgres import PostgresCluster, PostgresUnavailable
 from tests.support.smtp import SMTPServer
+from tests.support.webhooks import WebhookReceiver
 
 # The tests configure the service explicitly; a developer's environment must not leak in.
 for _name in Settings.model_fields:
@@ -79,6 +80,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def smtp() -> Iterator[SMTPServer]:
     with SMTPServer() as server:
+        yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    """A webhook receiver on loopback (tests delivering to it allow private targets)."""
+    with WebhookReceiver() as server:
         yield server
 
 

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.dialects import postgresql
 
+from app.models.notification import NOTIFICATION_STATES, Channel
 from app.models.user import WELCOME_STATE
 from app.repositories.tasks import due_statement
 from tests.conftest import truncate_all
@@ -53,4 +54,57 @@ def test_due_work_is_found_through_the_partial_indexes(
 
     assert "ix_users_welcome_due" in plan
     assert "ix_users_welcome_lease" in plan
+    assert "Seq Scan" not in plan
+
+
+@pytest.fixture
+def many_delivered_notifications(
+    postgres: PostgresCluster | None, postgres_url: str
+) -> PostgresCluster:
+    """50,000 notifications on both channels, all but a handful delivered."""
+    assert postgres is not None
+    truncate_all(postgres, postgres_url)
+    postgres.psql(
+        """
+        INSERT INTO users (id, email, name, created_at, welcome_status, welcome_generation,
+                           welcome_attempts)
+        VALUES ('00000000-0000-4000-8000-000000000001', 'u@example.com', 'U', now(),
+                'succeeded', 1, 1);
+        INSERT INTO notifications (id, user_id, channel, subject, body, created_at, status,
+                                   attempts, next_attempt_at, lease_until, delivered_at)
+        SELECT gen_random_uuid(), '00000000-0000-4000-8000-000000000001',
+               CASE WHEN n % 2 = 0 THEN 'email' ELSE 'webhook' END, 's', 'b', now(),
+               CASE WHEN n % 10000 < 2 THEN 'pending'
+                    WHEN n % 10000 < 4 THEN 'running' ELSE 'succeeded' END,
+               1,
+               CASE WHEN n % 10000 < 2 THEN now() END,
+               CASE WHEN n % 10000 BETWEEN 2 AND 3 THEN now() END,
+               CASE WHEN n % 10000 >= 4 THEN now() END
+        FROM generate_series(1, 50000) AS n;
+        ANALYZE notifications;
+        """,
+        database=postgres_url.rsplit("/", 1)[1],
+    )
+    return postgres
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+def test_each_channels_due_notifications_are_found_through_the_partial_indexes(
+    many_delivered_notifications: PostgresCluster, postgres_url: str, channel: Channel
+) -> None:
+    now = datetime.now(UTC)
+    statement = due_statement(
+        NOTIFICATION_STATES[channel], now=now, due_before=now - timedelta(seconds=10), limit=500
+    )
+    sql = statement.compile(
+        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
+    )
+
+    plan = many_delivered_notifications.psql(
+        f"EXPLAIN {sql}", database=postgres_url.rsplit("/", 1)[1]
+    )
+
+    assert "ix_notifications_due" in plan
+    assert "ix_notifications_lease" in plan
     assert "Seq Scan" not in plan

@@ -62,6 +62,14 @@ class Settings(BaseSettings):
     recovery_batch_size: int = Field(default=500, ge=1)
     shutdown_grace_seconds: int = Field(default=20, ge=0)
 
+    notification_email_concurrency: int = Field(default=4, ge=1)
+    notification_webhook_concurrency: int = Field(default=16, ge=1)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_allow_private_targets: bool = Field(
+        default=False,
+        description="Lift the SSRF guard (loopback, private targets): development and tests only.",
+    )
+
     admin_token: SecretStr | None = None
 
     @field_validator("database_url")
@@ -98,6 +106,14 @@ class Settings(BaseSettings):
         # that the first is still legitimately doing: a double send.
         if self.task_lease_seconds <= self.task_timeout_seconds:
             raise ValueError("TASK_LEASE_SECONDS must be greater than TASK_TIMEOUT_SECONDS")
+        return self
+
+    @model_validator(mode="after")
+    def _no_private_webhook_targets_in_production(self) -> "Settings":
+        if self.app_env == "production" and self.webhook_allow_private_targets:
+            raise ValueError(
+                "WEBHOOK_ALLOW_PRIVATE_TARGETS lifts the SSRF guard; it is refused in production"
+            )
         return self
 
     @property

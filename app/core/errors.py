@@ -68,6 +68,23 @@ class WelcomeEmailInProgress(Conflict):
     title = "Welcome email still in progress"
 
 
+class NotificationNotFound(NotFound):
+    slug = "notification-not-found"
+    title = "Notification not found"
+
+
+class WebhookUrlRefused(ServiceError):
+    status = 422
+    slug = "webhook-url-refused"
+    title = "Webhook URL refused"
+
+
+class WebhookNotConfigured(ServiceError):
+    status = 422
+    slug = "webhook-not-configured"
+    title = "The user has no webhook URL"
+
+
 class IdempotencyKeyReused(ServiceError):
     status = 422
     slug = "idempotency-key-reused"

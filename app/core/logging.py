@@ -71,5 +71,16 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    quiet_chatty_loggers()
+
+
+def quiet_chatty_loggers() -> None:
+    """Keep libraries that log too much, or log data, above DEBUG whatever LOG_LEVEL says."""
     # aiosmtpd logs every SMTP command at INFO: noise next to our own mail log.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG: addresses,
+    # webhook signing secrets. None of that belongs in a log.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
+    # httpx logs every request's full URL at INFO: a line per webhook delivery, and
+    # some receivers put a token in their URL. The runner logs each outcome anyway.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -25,6 +25,11 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
 
     __table_args__ = (
-        Index("ix_audit_entries_occurred_at", "occurred_at"),
-        Index("ix_audit_entries_resource_occurred_at", "resource", "occurred_at"),
+        # GET /admin/audit pages newest first by (occurred_at, id), filtered by at
+        # most a few exact matches: each filter has an index that is already in
+        # that order, so a page reads only the rows it returns.
+        Index("ix_audit_entries_occurred_at_id", "occurred_at", "id"),
+        Index("ix_audit_entries_resource_occurred_at_id", "resource", "occurred_at", "id"),
+        Index("ix_audit_entries_action_occurred_at_id", "action", "occurred_at", "id"),
+        Index("ix_audit_entries_actor_occurred_at_id", "actor", "occurred_at", "id"),
     )

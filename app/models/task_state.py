@@ -4,6 +4,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import InstrumentedAttribute
 
 from app.models.base import Base, TaskStatus
@@ -25,3 +26,7 @@ class TaskState:
     done_at: InstrumentedAttribute[datetime | None]
     failed_at: InstrumentedAttribute[datetime | None]
     last_error: InstrumentedAttribute[str | None]
+    # Which rows of the table are this kind's, when a table holds several kinds
+    # (notifications: one kind per channel, each with its own concurrency limit).
+    # Every statement over the state adds these conditions.
+    where: tuple[ColumnElement[bool], ...] = ()

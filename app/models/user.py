@@ -17,6 +17,12 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Where webhook notifications go, checked by the SSRF guard when it is set.
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    # The Standard Webhooks signing key ("whsec_" + base64). HMAC needs the key
+    # itself to sign, so it is stored as issued; the API shows it once, when it is
+    # issued, and it is never logged. deferred: loading a user does not read it.
+    webhook_secret: Mapped[str | None] = mapped_column(String(100), deferred=True)
 
     # The welcome email's state lives in the user's own row, so the signup
     # transaction that creates the user also records that an email is owed.

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    Label,
     Select,
     Update,
     and_,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     tuple_,
     union_all,
     update,
@@ -33,19 +35,32 @@ from app.models.task_state import TaskState
 
 Executor = AsyncConnection | AsyncSession
 UNFINISHED = (TaskStatus.PENDING, TaskStatus.RETRYING)
+# What a claim hands the task besides the attempt number: columns of the row,
+# or labelled expressions (a correlated subquery for a related row's column
+# saves the task a query of its own).
+Returning = tuple[InstrumentedAttribute[Any] | Label[Any], ...]
+# Bound parameter names differ from every state column's name ("lease", not
+# "lease_until"): an UPDATE reserves its columns' names for its own parameters,
+# and a state whose columns are plainly named (notifications) would collide.
+
+
+def _mine(state: TaskState, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The conditions, on this kind's rows only (see TaskState.where)."""
+    everything = (*state.where, *conditions)
+    return and_(*everything) if everything else true()
 
 
 def _due(state: TaskState, due_before: Any) -> ColumnElement[bool]:
-    return and_(state.status.in_(UNFINISHED), state.next_attempt_at <= due_before)
+    return _mine(state, state.status.in_(UNFINISHED), state.next_attempt_at <= due_before)
 
 
 def _abandoned(state: TaskState, now: Any) -> ColumnElement[bool]:
     """Running, but the lease ran out: the process that claimed it died."""
-    return and_(state.status == TaskStatus.RUNNING, state.lease_until < now)
+    return _mine(state, state.status == TaskStatus.RUNNING, state.lease_until < now)
 
 
 @cache
-def _claim_statement(state: TaskState, returning: tuple[InstrumentedAttribute[Any], ...]) -> Update:
+def _claim_statement(state: TaskState, returning: Returning) -> Update:
     now: BindParameter[datetime] = bindparam("now")
     return (
         update(state.model)
@@ -53,7 +68,7 @@ def _claim_statement(state: TaskState, returning: tuple[InstrumentedAttribute[An
         .values(
             {
                 state.status: TaskStatus.RUNNING,
-                state.lease_until: bindparam("lease_until"),
+                state.lease_until: bindparam("lease"),
                 state.attempts: state.attempts + 1,
             }
         )
@@ -62,9 +77,7 @@ def _claim_statement(state: TaskState, returning: tuple[InstrumentedAttribute[An
 
 
 @cache
-def _claim_many_statement(
-    state: TaskState, returning: tuple[InstrumentedAttribute[Any], ...]
-) -> Update:
+def _claim_many_statement(state: TaskState, returning: Returning) -> Update:
     now: BindParameter[datetime] = bindparam("now")
     return (
         update(state.model)
@@ -75,7 +88,7 @@ def _claim_many_statement(
         .values(
             {
                 state.status: TaskStatus.RUNNING,
-                state.lease_until: bindparam("lease_until"),
+                state.lease_until: bindparam("lease"),
                 state.attempts: state.attempts + 1,
             }
         )
@@ -90,12 +103,12 @@ async def claim_many(
     *,
     now: datetime,
     lease_until: datetime,
-    returning: tuple[InstrumentedAttribute[Any], ...] = (),
+    returning: Returning = (),
 ) -> list[RowMapping]:
     """`claim` for several rows in one statement; returns the rows won (others are taken)."""
     result = await executor.execute(
         _claim_many_statement(state, returning),
-        {"row_ids": row_ids, "now": now, "lease_until": lease_until},
+        {"row_ids": row_ids, "now": now, "lease": lease_until},
     )
     return list(result.mappings())
 
@@ -107,12 +120,12 @@ async def claim(
     *,
     now: datetime,
     lease_until: datetime,
-    returning: tuple[InstrumentedAttribute[Any], ...] = (),
+    returning: Returning = (),
 ) -> RowMapping | None:
     """Take the row if it is due or abandoned: one atomic conditional UPDATE ... RETURNING."""
     result = await executor.execute(
         _claim_statement(state, returning),
-        {"row_id": row_id, "now": now, "lease_until": lease_until},
+        {"row_id": row_id, "now": now, "lease": lease_until},
     )
     return result.mappings().one_or_none()
 
@@ -124,9 +137,9 @@ def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
         state.status == TaskStatus.RUNNING,
         # The lease the claim wrote is the fencing token: if it changed, that
         # lease expired and another run owns the row now.
-        state.lease_until == bindparam("lease_until"),
+        state.lease_until == bindparam("lease"),
     )
-    common: dict[Any, Any] = {state.lease_until: None, state.last_error: bindparam("last_error")}
+    common: dict[Any, Any] = {state.lease_until: None, state.last_error: bindparam("error")}
     return {
         TaskStatus.SUCCEEDED: fenced.values(
             {
@@ -140,7 +153,7 @@ def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
             {
                 **common,
                 state.status: TaskStatus.RETRYING,
-                state.next_attempt_at: bindparam("next_attempt_at"),
+                state.next_attempt_at: bindparam("retry_at"),
             }
         ).returning(state.id),
         TaskStatus.FAILED: fenced.values(
@@ -170,10 +183,10 @@ async def settle(
         _settle_statements(state)[status],
         {
             "row_id": row_id,
-            "lease_until": lease_until,
+            "lease": lease_until,
             "now": now,
-            "last_error": last_error,
-            "next_attempt_at": next_attempt_at,
+            "error": last_error,
+            "retry_at": next_attempt_at,
         },
     )
     return result.first() is not None
@@ -237,7 +250,9 @@ async def abandon_exhausted(
 
 
 async def count_by_status(executor: Executor, state: TaskState) -> dict[TaskStatus, int]:
-    result = await executor.execute(select(state.status, func.count()).group_by(state.status))
+    result = await executor.execute(
+        select(state.status, func.count()).where(_mine(state)).group_by(state.status)
+    )
     counts = dict.fromkeys(TaskStatus, 0)
     counts.update({TaskStatus(status): count for status, count in result})
     return counts
@@ -274,7 +289,7 @@ async def list_failed(
     limit: int,
 ) -> list[RowMapping]:
     """Dead letters, newest failure first; `before` is the (failed_at, id) to continue after."""
-    statement = select(*_task_columns(state)).where(state.status == TaskStatus.FAILED)
+    statement = select(*_task_columns(state)).where(_mine(state, state.status == TaskStatus.FAILED))
     if before is not None:
         statement = statement.where(tuple_(state.failed_at, state.id) < tuple_(*before))
     statement = statement.order_by(state.failed_at.desc(), state.id.desc()).limit(limit)
@@ -287,7 +302,7 @@ async def rearm_failed(
     """Make a failed row due again, with a fresh set of attempts; None if it is not failed."""
     result = await executor.execute(
         update(state.model)
-        .where(state.id == row_id, state.status == TaskStatus.FAILED)
+        .where(_mine(state, state.id == row_id, state.status == TaskStatus.FAILED))
         .values(
             {
                 state.status: TaskStatus.PENDING,
@@ -302,6 +317,6 @@ async def rearm_failed(
 
 
 async def get_status(executor: Executor, state: TaskState, row_id: uuid.UUID) -> TaskStatus | None:
-    result = await executor.execute(select(state.status).where(state.id == row_id))
+    result = await executor.execute(select(state.status).where(_mine(state, state.id == row_id)))
     status = result.scalar_one_or_none()
     return TaskStatus(status) if status is not None else None

@@ -11,7 +11,15 @@ from app.models.user import User
 from app.repositories.dialect import upsert_insert
 
 
-async def insert(session: AsyncSession, *, email: str, name: str, now: datetime) -> User | None:
+async def insert(
+    session: AsyncSession,
+    *,
+    email: str,
+    name: str,
+    now: datetime,
+    webhook_url: str | None = None,
+    webhook_secret: str | None = None,
+) -> User | None:
     """Insert a user owing a welcome email; None if the email is taken.
 
     ON CONFLICT rather than check-then-insert: two simultaneous signups for one
@@ -25,6 +33,8 @@ async def insert(session: AsyncSession, *, email: str, name: str, now: datetime)
             email=email,
             name=name,
             created_at=now,
+            webhook_url=webhook_url,
+            webhook_secret=webhook_secret,
             welcome_status=TaskStatus.PENDING,
             welcome_next_attempt_at=now,
         )
@@ -36,6 +46,47 @@ async def insert(session: AsyncSession, *, email: str, name: str, now: datetime)
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
+
+
+async def webhook_url_for_share(
+    session: AsyncSession, user_id: uuid.UUID
+) -> tuple[bool, str | None]:
+    """(whether the user exists, their webhook URL), locking the row against deletion.
+
+    FOR SHARE on PostgreSQL: a notification inserted in this transaction cannot
+    lose its user to a concurrent delete. (SQLite's writers are serialised anyway.)
+    """
+    statement = select(User.webhook_url).where(User.id == user_id).with_for_update(read=True)
+    row = (await session.execute(statement)).one_or_none()
+    return (False, None) if row is None else (True, row.webhook_url)
+
+
+async def set_webhook(
+    session: AsyncSession, user_id: uuid.UUID, *, url: str | None, secret: str | None
+) -> User | None:
+    """Point the user's webhooks at `url` with a new secret; None if not found or unchanged."""
+    statement = (
+        update(User)
+        .where(User.id == user_id, User.webhook_url.is_distinct_from(url))
+        .values(webhook_url=url, webhook_secret=secret)
+        .returning(User)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def rotate_webhook_secret(
+    session: AsyncSession, user_id: uuid.UUID, secret: str
+) -> User | None:
+    """Replace the signing secret; None if the user is not found or has no webhook URL."""
+    statement = (
+        update(User)
+        .where(User.id == user_id, User.webhook_url.is_not(None))
+        .values(webhook_secret=secret)
+        .returning(User)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.scalars(statement)).one_or_none()
 
 
 async def exists(session: AsyncSession, user_id: uuid.UUID) -> bool:

@@ -1,6 +1,7 @@
 """/admin: background work for operators (Bearer ADMIN_TOKEN), and /metrics."""
 
 import uuid
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
@@ -17,7 +18,8 @@ from app.core.errors import (
 )
 from app.routers.deps import AuditDep, SessionDep, require_admin
 from app.schemas.admin import FailedTaskPage, TaskRead, TasksOverview
-from app.services import admin
+from app.schemas.audit import AuditPage
+from app.services import admin, audit
 from app.tasks.registry import run_named_task
 
 router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
@@ -67,6 +69,34 @@ async def retry_task(
     background_tasks.add_task(run_named_task, kind, task_id)
     audit.record("task.retried", f"tasks/{kind}/{task_id}")
     return task
+
+
+@router.get(
+    "/admin/audit",
+    response_model=AuditPage,
+    summary="The audit trail: filtered, newest first, a page at a time",
+    responses=problem_responses(*AUTH_ERRORS, InvalidQuery),
+)
+async def audit_trail(
+    session: SessionDep,
+    action: Annotated[str | None, Query(description="e.g. user.signed_up")] = None,
+    resource: Annotated[str | None, Query(description="e.g. users/{id}")] = None,
+    actor: Annotated[str | None, Query(description="anonymous or admin")] = None,
+    since: Annotated[datetime | None, Query(description="From this moment (inclusive).")] = None,
+    until: Annotated[datetime | None, Query(description="Before this moment.")] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> AuditPage:
+    return await audit.search(
+        session,
+        action=action,
+        resource=resource,
+        actor=actor,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 @router.get(

@@ -3,9 +3,14 @@
 from fastapi import APIRouter, BackgroundTasks, Response
 from fastapi.responses import JSONResponse
 
-from app.core.errors import EmailAlreadyRegistered, IdempotencyKeyInProgress, problem_responses
-from app.routers.deps import AuditDep, IdempotencyKeyHeader, SessionDep
-from app.schemas.user import UserCreate, UserRead
+from app.core.errors import (
+    EmailAlreadyRegistered,
+    IdempotencyKeyInProgress,
+    WebhookUrlRefused,
+    problem_responses,
+)
+from app.routers.deps import AuditDep, IdempotencyKeyHeader, SessionDep, SettingsDep
+from app.schemas.user import UserCreate, UserWithWebhookSecret
 from app.services import signups
 from app.services.idempotency import StoredResponse
 from app.services.signups import user_location
@@ -17,25 +22,29 @@ router = APIRouter(tags=["signups"])
 @router.post(
     "/signups",
     status_code=201,
-    response_model=UserRead,
+    response_model=UserWithWebhookSecret,
     summary="Sign up; the welcome email is sent in the background",
-    responses=problem_responses(EmailAlreadyRegistered, IdempotencyKeyInProgress, body=True),
+    description="With a `webhook_url`, the response carries its signing secret, once.",
+    responses=problem_responses(
+        EmailAlreadyRegistered, IdempotencyKeyInProgress, WebhookUrlRefused, body=True
+    ),
 )
 async def create_signup(
     payload: UserCreate,
     session: SessionDep,
+    settings: SettingsDep,
     background_tasks: BackgroundTasks,
     audit: AuditDep,
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> UserRead | JSONResponse:
-    outcome = await signups.create(session, payload, idempotency_key)
+) -> UserWithWebhookSecret | JSONResponse:
+    outcome = await signups.create(session, payload, settings, idempotency_key)
     if isinstance(outcome, StoredResponse):
         return replay(outcome)
     # The user and the owed email are committed: scheduling now cannot lose the
     # email, only delay it until recovery if this process dies first.
     background_tasks.add_task(send_welcome_email, outcome.id)
-    audit.record("user.signed_up", f"users/{outcome.id}")
+    audit.record("user.signed_up", f"users/{outcome.id}", webhook=outcome.webhook_url is not None)
     response.headers["Location"] = user_location(outcome.id)
     return outcome
 

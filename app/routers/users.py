@@ -1,12 +1,19 @@
-"""/users/{id}: read, delete, and resend the welcome email."""
+"""/users/{id}: read, change (the webhook endpoint), delete, resend the welcome email,
+rotate the webhook signing secret."""
 
 import uuid
 
 from fastapi import APIRouter, BackgroundTasks, Response
 
-from app.core.errors import UserNotFound, WelcomeEmailInProgress, problem_responses
-from app.routers.deps import AuditDep, SessionDep
-from app.schemas.user import UserRead
+from app.core.errors import (
+    UserNotFound,
+    WebhookNotConfigured,
+    WebhookUrlRefused,
+    WelcomeEmailInProgress,
+    problem_responses,
+)
+from app.routers.deps import AuditDep, SessionDep, SettingsDep
+from app.schemas.user import UserRead, UserUpdate, UserWithWebhookSecret
 from app.services import users
 from app.tasks.welcome_email import send_welcome_email
 
@@ -21,6 +28,42 @@ router = APIRouter(prefix="/users", tags=["users"])
 )
 async def get_user(user_id: uuid.UUID, session: SessionDep) -> UserRead:
     return await users.get(session, user_id)
+
+
+@router.patch(
+    "/{user_id}",
+    response_model=UserWithWebhookSecret,
+    summary="Set, change or remove the webhook URL",
+    description="A new `webhook_url` comes with a new signing secret, in this response only. "
+    "The URL it already has changes nothing; null removes the endpoint and its secret.",
+    responses=problem_responses(UserNotFound, WebhookUrlRefused, body=True),
+)
+async def update_user(
+    user_id: uuid.UUID,
+    payload: UserUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    audit: AuditDep,
+) -> UserWithWebhookSecret:
+    updated = await users.update(session, user_id, payload, settings)
+    if updated.change is not None:
+        audit.record(updated.change, f"users/{user_id}")
+    return updated.user
+
+
+@router.post(
+    "/{user_id}/webhook-secret/rotate",
+    response_model=UserWithWebhookSecret,
+    summary="Issue a new webhook signing secret, shown in this response only",
+    description="The old secret stops signing at once, including retries of earlier notifications.",
+    responses=problem_responses(UserNotFound, WebhookNotConfigured),
+)
+async def rotate_webhook_secret(
+    user_id: uuid.UUID, session: SessionDep, audit: AuditDep
+) -> UserWithWebhookSecret:
+    user = await users.rotate_webhook_secret(session, user_id)
+    audit.record("user.webhook_secret_rotated", f"users/{user_id}")
+    return user
 
 
 @router.delete(

@@ -16,3 +16,14 @@ class AuditEntryCreate(BaseModel):
     request_id: str | None
     client_address: str | None
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditEntryRead(AuditEntryCreate):
+    """An audit entry as `GET /admin/audit` lists it."""
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntryRead]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )

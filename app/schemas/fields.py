@@ -44,3 +44,21 @@ PersonName = Annotated[
     AfterValidator(check_person_name),
     Field(examples=["Ada Lovelace"]),
 ]
+
+# The SSRF guard decides what a webhook URL may be (app.integrations.ssrf); the
+# schema only bounds its size and keeps control characters out.
+WebhookUrl = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=2000, pattern=r"^[^\x00-\x20\x7f]+$"
+    ),
+    Field(examples=["https://hooks.example.com/signup-service"]),
+]
+
+# A line of text that may end up in a mail header: no control characters at all.
+Subject = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(check_person_name),
+    Field(examples=["Your export is ready"]),
+]

@@ -2,12 +2,13 @@
 
 import uuid
 from datetime import datetime
+from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.models.base import TaskStatus
 from app.models.user import User
-from app.schemas.fields import Email, PersonName
+from app.schemas.fields import Email, PersonName, WebhookUrl
 
 
 class UserCreate(BaseModel):
@@ -15,6 +16,15 @@ class UserCreate(BaseModel):
 
     email: Email
     name: PersonName
+    webhook_url: WebhookUrl | None = None
+
+
+class UserUpdate(BaseModel):
+    """Only the fields sent change; `"webhook_url": null` removes the webhook endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook_url: WebhookUrl | None = None
 
 
 class WelcomeEmailRead(BaseModel):
@@ -30,15 +40,17 @@ class UserRead(BaseModel):
     email: str
     name: str
     created_at: datetime
+    webhook_url: str | None = Field(description="Where webhook notifications are sent, if set.")
     welcome_email: WelcomeEmailRead
 
     @classmethod
-    def from_model(cls, user: User) -> "UserRead":
+    def from_model(cls, user: User) -> Self:
         return cls(
             id=user.id,
             email=user.email,
             name=user.name,
             created_at=user.created_at,
+            webhook_url=user.webhook_url,
             welcome_email=WelcomeEmailRead(
                 status=user.welcome_status,
                 attempts=user.welcome_attempts,
@@ -47,3 +59,13 @@ class UserRead(BaseModel):
                 last_error=user.welcome_last_error,
             ),
         )
+
+
+class UserWithWebhookSecret(UserRead):
+    """A user, and the webhook signing secret when this response is the one that issued it."""
+
+    webhook_secret: str | None = Field(
+        default=None,
+        description="The webhook signing secret (`whsec_...`), in the response that issues it "
+        "and never again: store it now. Null when this request issued none.",
+    )

@@ -2,20 +2,32 @@
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import Settings
 from app.core.errors import EmailAlreadyRegistered
+from app.integrations.webhooks import new_secret
 from app.models.base import utcnow
 from app.repositories import users as users_repo
-from app.schemas.user import UserCreate, UserRead
+from app.schemas.user import UserCreate, UserWithWebhookSecret
 from app.services import idempotency
 from app.services.idempotency import StoredResponse
+from app.services.webhooks import vet_url
 
 IDEMPOTENCY_SCOPE = "POST /signups"
 
 
 async def create(
-    session: AsyncSession, payload: UserCreate, idempotency_key: str | None = None
-) -> UserRead | StoredResponse:
-    """The new user, committed; or, for a repeated Idempotency-Key, the first response."""
+    session: AsyncSession,
+    payload: UserCreate,
+    settings: Settings,
+    idempotency_key: str | None = None,
+) -> UserWithWebhookSecret | StoredResponse:
+    """The new user, committed; or, for a repeated Idempotency-Key, the first response.
+
+    With a webhook URL, the response carries its signing secret, once: a replay
+    for the same Idempotency-Key does not repeat it (rotate to get a new one).
+    """
+    webhook_url = await vet_url(payload.webhook_url, settings) if payload.webhook_url else None
+    secret = new_secret() if webhook_url else None
     now = utcnow()
     async with session.begin():
         if idempotency_key is not None:
@@ -23,16 +35,25 @@ async def create(
                 session,
                 scope=IDEMPOTENCY_SCOPE,
                 key=idempotency_key,
-                digest=idempotency.fingerprint(payload.model_dump()),
+                # Without None fields: a body without webhook_url fingerprints as before.
+                digest=idempotency.fingerprint(payload.model_dump(exclude_none=True)),
                 now=now,
             )
             if replay is not None:
                 return replay
-        user = await users_repo.insert(session, email=payload.email, name=payload.name, now=now)
+        user = await users_repo.insert(
+            session,
+            email=payload.email,
+            name=payload.name,
+            now=now,
+            webhook_url=webhook_url,
+            webhook_secret=secret,
+        )
         if user is None:
             raise EmailAlreadyRegistered(f"{payload.email} is already registered")
-        created = UserRead.from_model(user)
+        created = UserWithWebhookSecret.from_model(user)
         if idempotency_key is not None:
+            # Stored before the secret is added: the stored copy never holds it.
             await idempotency.remember(
                 session,
                 scope=IDEMPOTENCY_SCOPE,
@@ -42,7 +63,7 @@ async def create(
                 ),
             )
     # Committed: only now may the caller schedule the welcome email.
-    return created
+    return created.model_copy(update={"webhook_secret": secret})
 
 
 def user_location(user_id: object) -> str:

@@ -1,21 +1,73 @@
-"""Reading and deleting users, and re-sending their welcome email."""
+"""Reading, changing and deleting users; re-sending their welcome email; their webhook secret."""
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import UserNotFound, WelcomeEmailInProgress
+from app.core.config import Settings
+from app.core.errors import UserNotFound, WebhookNotConfigured, WelcomeEmailInProgress
+from app.integrations.webhooks import new_secret
 from app.models.base import utcnow
+from app.models.user import User
 from app.repositories import users as users_repo
-from app.schemas.user import UserRead
+from app.schemas.user import UserRead, UserUpdate, UserWithWebhookSecret
+from app.services.webhooks import vet_url
+
+
+@dataclass(frozen=True)
+class Updated:
+    """The user after a PATCH, and what changed, for the audit trail (None: nothing)."""
+
+    user: UserWithWebhookSecret
+    change: str | None
 
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> UserRead:
     async with session.begin():
-        user = await users_repo.get(session, user_id)
+        return UserRead.from_model(await _existing(session, user_id))
+
+
+async def _existing(session: AsyncSession, user_id: uuid.UUID) -> User:
+    user = await users_repo.get(session, user_id)
+    if user is None:
+        raise UserNotFound(f"no user with id {user_id}")
+    return user
+
+
+async def update(
+    session: AsyncSession, user_id: uuid.UUID, payload: UserUpdate, settings: Settings
+) -> Updated:
+    """Apply the fields sent. A new webhook URL comes with a new signing secret, returned once;
+    the same URL again changes nothing; null removes the endpoint and its secret."""
+    if "webhook_url" not in payload.model_fields_set:
+        async with session.begin():
+            return Updated(
+                UserWithWebhookSecret.from_model(await _existing(session, user_id)), None
+            )
+    url = await vet_url(payload.webhook_url, settings) if payload.webhook_url else None
+    secret = new_secret() if url else None
+    async with session.begin():
+        user = await users_repo.set_webhook(session, user_id, url=url, secret=secret)
+        if user is None:  # no such user, or the URL it already has
+            unchanged = await _existing(session, user_id)
+            return Updated(UserWithWebhookSecret.from_model(unchanged), None)
+        changed = UserWithWebhookSecret.from_model(user)
+    change = "user.webhook_set" if url else "user.webhook_removed"
+    return Updated(changed.model_copy(update={"webhook_secret": secret}), change)
+
+
+async def rotate_webhook_secret(session: AsyncSession, user_id: uuid.UUID) -> UserWithWebhookSecret:
+    """Issue a new signing secret; the old one stops signing at once."""
+    secret = new_secret()
+    async with session.begin():
+        user = await users_repo.rotate_webhook_secret(session, user_id, secret)
         if user is None:
-            raise UserNotFound(f"no user with id {user_id}")
-        return UserRead.from_model(user)
+            if not await users_repo.exists(session, user_id):
+                raise UserNotFound(f"no user with id {user_id}")
+            raise WebhookNotConfigured("set a webhook_url first (PATCH /users/{id})")
+        rotated = UserWithWebhookSecret.from_model(user)
+    return rotated.model_copy(update={"webhook_secret": secret})
 
 
 async def delete(session: AsyncSession, user_id: uuid.UUID) -> None:

@@ -29,11 +29,9 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import InstrumentedAttribute
 
 from app.core import metrics
 from app.core.config import Settings
@@ -72,7 +70,7 @@ class TaskKind:
     state: TaskState
     perform: Callable[[Runtime, Claim], Awaitable[None]]
     concurrency: Callable[[Settings], int]
-    returning: tuple[InstrumentedAttribute[Any], ...] = ()
+    returning: tasks_repo.Returning = ()
 
 
 @dataclass(frozen=True)

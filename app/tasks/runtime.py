@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.core.db import Database, SessionFactory
+from app.integrations import webhooks
 from app.integrations.mail_capture import MailCapture
 from app.integrations.mailer import Mailer
 
@@ -67,6 +69,7 @@ class Runtime:
     engine: AsyncEngine  # the task pool, separate from the request pool
     sessions: SessionFactory  # sessions on that same task pool
     mailer: Mailer
+    http: httpx.AsyncClient  # webhooks: one pool of connections for the process
     _limiters: dict[str, Limiter] = field(default_factory=dict)
 
     def limiter(self, kind: str, limit: int) -> Limiter:
@@ -91,7 +94,7 @@ def current() -> Runtime:
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[Runtime]:
-    """Open what tasks need (the mailer, or the embedded mail capture) and install it."""
+    """Open what tasks need (the mailer or the embedded mail capture, the webhook client)."""
     capture: MailCapture | None = None
     if settings.smtp_host:
         mailer = Mailer.from_settings(settings, host=settings.smtp_host, port=settings.smtp_port)
@@ -104,12 +107,14 @@ async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[
         engine=database.task_engine,
         sessions=database.task_sessions,
         mailer=mailer,
+        http=webhooks.open_client(settings),
     )
     install(runtime)
     try:
         yield runtime
     finally:
         install(None)
+        await runtime.http.aclose()
         await mailer.close()
         if capture is not None:
             await capture.stop()

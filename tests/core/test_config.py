@@ -75,3 +75,12 @@ def test_development_accepts_the_example_admin_token() -> None:
     assert settings.admin_token is not None
     assert settings.admin_token.get_secret_value() == "change-me"
     assert "change-me" not in repr(settings)
+
+
+def test_production_refuses_to_lift_the_ssrf_guard() -> None:
+    with pytest.raises(ValidationError, match="WEBHOOK_ALLOW_PRIVATE_TARGETS"):
+        Settings(_env_file=None, app_env="production", webhook_allow_private_targets=True)
+
+
+def test_the_ssrf_guard_is_on_by_default() -> None:
+    assert Settings(_env_file=None).webhook_allow_private_targets is False

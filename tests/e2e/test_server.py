@@ -1,10 +1,13 @@
 """The service as a real uvicorn process: the response never waits for the mail server."""
 
+from collections.abc import Callable
+
 import httpx
 
 from tests.support.server import ServerProcess
 from tests.support.smtp import SMTPServer
 from tests.support.waiting import eventually, eventually_async
+from tests.support.webhooks import Reply, WebhookReceiver
 
 
 async def test_signup_answers_while_the_smtp_server_holds_the_message(
@@ -30,3 +33,36 @@ async def test_signup_answers_while_the_smtp_server_holds_the_message(
     assert during["status"] == "running"
     assert after["attempts"] == 2  # the stalled attempt was answered 451, the next one sent
     assert len(smtp.messages) == 1
+
+
+async def test_a_notification_is_answered_while_the_webhook_receiver_holds_its_reply(
+    server_env: dict[str, str], start_server: Callable[..., ServerProcess]
+) -> None:
+    env = {**server_env, "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true", "WEBHOOK_TIMEOUT_SECONDS": "10"}
+    server = start_server(env)
+    with WebhookReceiver() as receiver:
+        receiver.reply_with(Reply(200, delay=4))  # held well past the 202
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+            signup = await http.post(
+                "/signups",
+                json={"email": "ada@example.com", "name": "Ada", "webhook_url": receiver.url},
+            )
+            receiver.secret = signup.json()["webhook_secret"]
+
+            response = await http.post(
+                f"/users/{signup.json()['id']}/notifications",
+                json={"channel": "webhook", "subject": "Hi", "body": "There"},
+            )
+            await eventually(receiver.count, what="the delivery to start")
+            during = (await http.get(response.headers["location"])).json()["status"]
+
+            async def settled() -> str:
+                status: str = (await http.get(response.headers["location"])).json()["status"]
+                return status if status == "succeeded" else ""
+
+            await eventually_async(settled, timeout=20, what="the delivery to succeed")
+
+    assert response.status_code == 202
+    assert during == "running"  # answered while the receiver still held its reply
+    [request] = receiver.requests
+    assert request.verified

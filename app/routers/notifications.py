@@ -1,0 +1,89 @@
+"""Notifications: send one to a user by email or webhook, read one, list a user's."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi.responses import JSONResponse
+
+from app.core.errors import (
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    InvalidQuery,
+    NotificationNotFound,
+    UserNotFound,
+    WebhookNotConfigured,
+    problem_responses,
+)
+from app.routers.deps import AuditDep, IdempotencyKeyHeader, SessionDep
+from app.routers.signups import replay
+from app.schemas.notification import NotificationCreate, NotificationPage, NotificationRead
+from app.services import notifications
+from app.services.idempotency import StoredResponse
+from app.services.notifications import notification_location
+from app.tasks.notifications import deliver_notification
+
+router = APIRouter(tags=["notifications"])
+
+
+@router.post(
+    "/users/{user_id}/notifications",
+    status_code=202,
+    response_model=NotificationRead,
+    summary="Notify a user by email or webhook; delivered in the background",
+    responses=problem_responses(
+        UserNotFound,
+        WebhookNotConfigured,
+        IdempotencyKeyInProgress,
+        IdempotencyKeyReused,
+        body=True,
+    ),
+)
+async def create_notification(
+    user_id: uuid.UUID,
+    payload: NotificationCreate,
+    session: SessionDep,
+    background_tasks: BackgroundTasks,
+    audit: AuditDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> NotificationRead | JSONResponse:
+    outcome = await notifications.create(session, user_id, payload, idempotency_key)
+    if isinstance(outcome, StoredResponse):
+        return replay(outcome)
+    # Committed with its pending delivery: scheduling now can only delay it
+    # (to recovery, if this process dies first), never lose it.
+    background_tasks.add_task(deliver_notification, outcome.channel, outcome.id)
+    audit.record(
+        "notification.created",
+        f"notifications/{outcome.id}",
+        user_id=str(user_id),
+        channel=outcome.channel,
+    )
+    response.headers["Location"] = notification_location(outcome.id)
+    return outcome
+
+
+@router.get(
+    "/notifications/{notification_id}",
+    response_model=NotificationRead,
+    summary="A notification, with its delivery's live status",
+    responses=problem_responses(NotificationNotFound),
+)
+async def get_notification(notification_id: uuid.UUID, session: SessionDep) -> NotificationRead:
+    return await notifications.get(session, notification_id)
+
+
+@router.get(
+    "/users/{user_id}/notifications",
+    response_model=NotificationPage,
+    summary="A user's notifications, newest first, a page at a time",
+    responses=problem_responses(UserNotFound, InvalidQuery),
+)
+async def list_notifications(
+    user_id: uuid.UUID,
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> NotificationPage:
+    return await notifications.list_for_user(session, user_id, cursor=cursor, limit=limit)

@@ -1,0 +1,248 @@
+"""Benchmark: webhook notifications delivered through the service vs a bare httpx loop.
+
+    uv run python -m bench.webhooks [--notifications 5000] [--concurrency 16] [--rounds 2]
+
+One run, one local receiver (its own process), PostgreSQL, and three paths
+interleaved round after round, each at the same concurrency:
+
+(a) the API: POST /users/{id}/notifications, each answered 202 and delivered
+    by its BackgroundTask (claim, read the recipient, sign, POST, settle),
+    timed from the first request until every notification has settled;
+(b) recovery: the same number left owed in the database (as after a crash),
+    delivered by the server's recovery loop;
+(c) a bare httpx loop: one AsyncClient POSTing the same body to the same
+    receiver, with no database, no signing and no bookkeeping.
+
+Target: (a) reaches >= 0.5x the bare loop's deliveries per second. The
+receiver also counts distinct webhook-ids, to show nothing was sent twice.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from app.integrations.webhooks import new_secret
+from bench.common import (
+    LoadResult,
+    _wait_for_port,
+    app_server,
+    closed_loop,
+    cpu_sample,
+    machine_summary,
+    postgres_database,
+    table,
+)
+from tests.support.postgres import PostgresCluster, free_port
+
+USERS = 100
+SUBJECT = "Your export is ready"
+BODY = "Download it within 24 hours: https://example.com/exports/1234"
+
+
+@contextlib.contextmanager
+def webhook_sink() -> Iterator[str]:
+    """The receiver as its own process; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bench.webhook_sink", "--port", str(port)])
+    try:
+        _wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def create_users(cluster: PostgresCluster, database: str) -> list[str]:
+    """Users whose welcome email went out already, each with a webhook secret."""
+    ids = [str(uuid.uuid4()) for _ in range(USERS)]
+    values = ", ".join(
+        f"('{user_id}', 'bench{n}@example.com', 'Bench {n}', now(), 'succeeded', 1, 1, "
+        f"'{new_secret()}')"
+        for n, user_id in enumerate(ids)
+    )
+    statement = (
+        "INSERT INTO users (id, email, name, created_at, welcome_status, welcome_generation, "  # noqa: S608 - values generated here
+        f"welcome_attempts, webhook_secret) VALUES {values}"
+    )
+    cluster.psql(statement, database=database)
+    return ids
+
+
+def point_webhooks(cluster: PostgresCluster, database: str, url: str) -> None:
+    cluster.psql(f"UPDATE users SET webhook_url = '{url}'", database=database)  # noqa: S608
+
+
+def owed(cluster: PostgresCluster, database: str) -> int:
+    return int(
+        cluster.psql(
+            "SELECT count(*) FROM notifications WHERE status <> 'succeeded'", database=database
+        )
+    )
+
+
+def wait_until_settled(cluster: PostgresCluster, database: str) -> None:
+    while owed(cluster, database):
+        time.sleep(0.05)
+
+
+def through_the_api(
+    cluster: PostgresCluster,
+    database: str,
+    base_url: str,
+    users: list[str],
+    args: argparse.Namespace,
+) -> float:
+    payload = {"channel": "webhook", "subject": SUBJECT, "body": BODY}
+
+    async def send(client: httpx.AsyncClient, n: int) -> httpx.Response:
+        return await client.post(f"/users/{users[n % len(users)]}/notifications", json=payload)
+
+    started = time.perf_counter()
+    result: LoadResult = asyncio.run(
+        closed_loop(base_url, send, concurrency=args.concurrency, total=args.notifications)
+    )
+    if result.errors:
+        raise RuntimeError(f"{result.errors} notification requests failed")
+    wait_until_settled(cluster, database)
+    return time.perf_counter() - started
+
+
+def by_recovery(
+    cluster: PostgresCluster, database: str, users: list[str], args: argparse.Namespace
+) -> float:
+    started = time.perf_counter()
+    cluster.psql(
+        f"""
+        INSERT INTO notifications (id, user_id, channel, subject, body, created_at, status,
+                                   attempts, next_attempt_at)
+        SELECT gen_random_uuid(), (ARRAY['{"','".join(users)}']::uuid[])[1 + n % {len(users)}],
+               'webhook', '{SUBJECT}', '{BODY}', now(), 'pending', 0,
+               now() - interval '1 minute'
+        FROM generate_series(1, {args.notifications}) AS n
+        """,  # noqa: S608 - values generated here
+        database=database,
+    )
+    wait_until_settled(cluster, database)
+    return time.perf_counter() - started
+
+
+async def bare_loop(url: str, args: argparse.Namespace) -> tuple[float, float]:
+    """The same POSTs through one pooled httpx client, nothing else; (seconds, CPU seconds)."""
+    body = json.dumps(
+        {"type": "user.notification", "timestamp": "2026-11-22T00:00:00Z",
+         "data": {"id": str(uuid.uuid4()), "user_id": str(uuid.uuid4()),
+                  "subject": SUBJECT, "body": BODY}},
+        separators=(",", ":"),
+    ).encode()  # fmt: skip
+    limits = httpx.Limits(
+        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+    )
+    numbers = iter(range(args.notifications))
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            for n in numbers:
+                headers = {"content-type": "application/json", "webhook-id": f"bare_{n}"}
+                response = await client.post(url, content=body, headers=headers)
+                response.raise_for_status()
+
+        cpu = time.process_time()
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+        return time.perf_counter() - started, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--notifications", type=int, default=5_000, help="per path and round")
+    parser.add_argument("--concurrency", type=int, default=16, help="deliveries in flight")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+
+    seconds: dict[str, list[float]] = {"api": [], "recovery": [], "bare": []}
+    cpu: dict[str, list[float]] = {"api": [], "recovery": [], "bare": []}
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        postgres_database() as (cluster, url),
+        webhook_sink() as sink,
+    ):
+        database = url.rsplit("/", 1)[1]
+        users = create_users(cluster, database)
+        env = {
+            "DATABASE_URL": url,
+            "DATA_DIR": scratch,
+            "NOTIFICATION_WEBHOOK_CONCURRENCY": str(args.concurrency),
+            "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",  # the receiver is on loopback
+            "RECOVERY_INTERVAL_SECONDS": "0.2",
+            "RECOVERY_GRACE_SECONDS": "0",
+        }
+        with app_server(env, Path(scratch)) as server:
+            assert server.process is not None
+            pid = server.process.pid
+            for round_number in range(1, args.rounds + 1):
+                for path in ("api", "recovery"):
+                    point_webhooks(cluster, database, f"{sink}/{path}/{round_number}")
+                    before = cpu_sample(pid)
+                    if path == "api":
+                        took = through_the_api(cluster, database, server.base_url, users, args)
+                    else:
+                        took = by_recovery(cluster, database, users, args)
+                    seconds[path].append(took)
+                    cpu[path].append(cpu_sample(pid).process - before.process)
+                    print(f"  round {round_number}: {path:<8} {args.notifications / took:7.0f}/s")
+                took, used = asyncio.run(bare_loop(f"{sink}/bare/{round_number}", args))
+                seconds["bare"].append(took)
+                cpu["bare"].append(used)
+                print(f"  round {round_number}: bare     {args.notifications / took:7.0f}/s")
+        stats = httpx.get(f"{sink}/stats").json()
+
+    for path in ("api", "recovery"):
+        for round_number in range(1, args.rounds + 1):
+            counted = stats[f"/{path}/{round_number}"]
+            if counted["requests"] != args.notifications or counted["ids"] != args.notifications:
+                raise RuntimeError(f"{path} round {round_number}: receiver counted {counted}")
+
+    total = args.notifications * args.rounds
+    rate = {path: total / sum(values) for path, values in seconds.items()}
+    labels = {
+        "api": "(a) POST /users/{id}/notifications, delivered in the background",
+        "recovery": "(b) owed rows delivered by recovery",
+        "bare": "(c) bare httpx loop: POST only",
+    }
+    print()
+    print(
+        f"{args.notifications:,} webhook notifications per path x {args.rounds} rounds, "
+        f"concurrency {args.concurrency}, {machine_summary()}; every service delivery reached "
+        "the receiver once (distinct webhook-ids = requests)"
+    )
+    print()
+    print(
+        table(
+            ["path", "deliveries/s", "vs bare loop", "CPU ms/delivery (service or loop process)"],
+            [
+                [
+                    labels[path],
+                    rate[path],
+                    f"{rate[path] / rate['bare']:.2f}x",
+                    sum(cpu[path]) / total * 1000,
+                ]
+                for path in ("api", "recovery", "bare")
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

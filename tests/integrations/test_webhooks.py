@@ -1,0 +1,172 @@
+"""Webhook signing and the outcome of a delivery, against a real receiver on loopback."""
+
+import base64
+import time
+from collections.abc import AsyncIterator, Iterator
+from email.utils import formatdate
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from app.core.config import Settings
+from app.integrations import webhooks
+from app.integrations.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from tests.support.postgres import free_port
+from tests.support.webhooks import Reply, WebhookReceiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as server:
+        server.secret = webhooks.new_secret()
+        yield server
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    settings = Settings(_env_file=None, webhook_allow_private_targets=True)
+    async with webhooks.open_client(settings) as http:
+        yield http
+
+
+async def deliver(
+    client: httpx.AsyncClient, receiver: WebhookReceiver, url: str | None = None
+) -> None:
+    assert receiver.secret is not None
+    await webhooks.send(
+        client,
+        url=url or receiver.url,
+        secret=receiver.secret,
+        message_id="msg_1",
+        payload={"type": "test", "data": {"text": "héllo"}},
+        timeout_seconds=1.0,
+    )
+
+
+async def failure(client: httpx.AsyncClient, receiver: WebhookReceiver) -> DeliveryError:
+    with pytest.raises(DeliveryError) as raised:
+        await deliver(client, receiver)
+    return raised.value
+
+
+def test_a_new_secret_is_whsec_and_32_random_bytes() -> None:
+    secret = webhooks.new_secret()
+
+    assert secret.startswith("whsec_")
+    assert len(base64.b64decode(secret.removeprefix("whsec_"))) == 32
+    assert webhooks.new_secret() != secret
+
+
+def test_signed_headers_verify_with_the_reference_library() -> None:
+    secret = webhooks.new_secret()
+    body = '{"a":1}'
+
+    headers = webhooks.signed_headers(secret=secret, message_id="msg_1", body=body)
+
+    assert Webhook(secret).verify(body, headers) == {"a": 1}
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 5
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(webhooks.new_secret()).verify(body, headers)
+
+
+async def test_a_2xx_delivers_a_signed_json_body(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    await deliver(client, receiver)
+
+    [request] = receiver.requests
+    assert request.verified
+    assert request.method == "POST"
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["webhook-id"] == "msg_1"
+    assert request.payload == {"type": "test", "data": {"text": "héllo"}}
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
+async def test_408_429_and_5xx_are_transient(
+    client: httpx.AsyncClient, receiver: WebhookReceiver, status: int
+) -> None:
+    receiver.reply_with(Reply(status, body=b"try later"))
+
+    error = await failure(client, receiver)
+
+    assert isinstance(error, TransientDeliveryError)
+    assert str(error) == f"HTTP {status}: try later"
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 410, 422])
+async def test_other_4xx_are_permanent(
+    client: httpx.AsyncClient, receiver: WebhookReceiver, status: int
+) -> None:
+    receiver.reply_with(status)
+
+    assert isinstance(await failure(client, receiver), PermanentDeliveryError)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_a_redirect_is_not_followed_and_fails_for_good(
+    client: httpx.AsyncClient, receiver: WebhookReceiver, status: int
+) -> None:
+    receiver.reply_with(Reply(status, headers={"Location": receiver.url_for("/elsewhere")}))
+
+    error = await failure(client, receiver)
+
+    assert isinstance(error, PermanentDeliveryError)
+    assert "not followed" in str(error)
+    assert [request.path for request in receiver.requests] == ["/hook"]
+
+
+@pytest.mark.parametrize(("header", "seconds"), [("7", 7.0), ("0", 0.0), ("date+60", 60.0)])
+async def test_retry_after_is_read_as_seconds_or_an_http_date(
+    client: httpx.AsyncClient, receiver: WebhookReceiver, header: str, seconds: float
+) -> None:
+    if header == "date+60":
+        header = formatdate(time.time() + 60, usegmt=True)
+    receiver.reply_with(Reply(429, headers={"Retry-After": header}))
+
+    error = await failure(client, receiver)
+
+    assert error.retry_after is not None
+    assert error.retry_after == pytest.approx(seconds, abs=2)
+
+
+@pytest.mark.parametrize("header", ["soon", "-5", "1.5", ""])
+def test_an_unusable_retry_after_is_ignored(header: str) -> None:
+    assert webhooks.parse_retry_after(header) is None
+
+
+async def test_a_huge_response_body_is_read_only_up_to_the_cap(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    receiver.reply_with(Reply(500, body=b"x" * 5_000_000))
+
+    error = await failure(client, receiver)
+
+    assert len(str(error)) < 400
+    assert str(error).startswith("HTTP 500: xxx")
+
+
+async def test_a_slow_receiver_times_out_as_a_transient_error(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    receiver.reply_with(Reply(200, delay=3))
+
+    error = await failure(client, receiver)
+
+    assert isinstance(error, TransientDeliveryError)
+    assert "timed out after 1s" in str(error)
+
+
+async def test_a_refused_connection_is_transient(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    with pytest.raises(TransientDeliveryError, match="connection failed"):
+        await deliver(client, receiver, url=f"http://127.0.0.1:{free_port()}/hook")
+
+
+async def test_a_url_of_the_wrong_shape_is_refused_without_a_request(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    with pytest.raises(PermanentDeliveryError, match="scheme"):
+        await deliver(client, receiver, url="file:///etc/passwd")
