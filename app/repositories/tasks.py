@@ -44,6 +44,11 @@ def _abandoned(state: TaskState, now: Any) -> ColumnElement[bool]:
     return and_(state.status == TaskStatus.RUNNING, state.lease_until < now)
 
 
+# Bound parameters are named unlike any column ("lease", "fence", "error"), since
+# SQLAlchemy reserves a SET column's own name for its value, and a kind's state
+# columns may be named plainly (`lease_until`, `last_error`).
+
+
 @cache
 def _claim_statement(state: TaskState, returning: tuple[InstrumentedAttribute[Any], ...]) -> Update:
     now: BindParameter[datetime] = bindparam("now")
@@ -53,7 +58,7 @@ def _claim_statement(state: TaskState, returning: tuple[InstrumentedAttribute[An
         .values(
             {
                 state.status: TaskStatus.RUNNING,
-                state.lease_until: bindparam("lease_until"),
+                state.lease_until: bindparam("lease"),
                 state.attempts: state.attempts + 1,
             }
         )
@@ -75,7 +80,7 @@ def _claim_many_statement(
         .values(
             {
                 state.status: TaskStatus.RUNNING,
-                state.lease_until: bindparam("lease_until"),
+                state.lease_until: bindparam("lease"),
                 state.attempts: state.attempts + 1,
             }
         )
@@ -95,7 +100,7 @@ async def claim_many(
     """`claim` for several rows in one statement; returns the rows won (others are taken)."""
     result = await executor.execute(
         _claim_many_statement(state, returning),
-        {"row_ids": row_ids, "now": now, "lease_until": lease_until},
+        {"row_ids": row_ids, "now": now, "lease": lease_until},
     )
     return list(result.mappings())
 
@@ -112,21 +117,45 @@ async def claim(
     """Take the row if it is due or abandoned: one atomic conditional UPDATE ... RETURNING."""
     result = await executor.execute(
         _claim_statement(state, returning),
-        {"row_id": row_id, "now": now, "lease_until": lease_until},
+        {"row_id": row_id, "now": now, "lease": lease_until},
     )
     return result.mappings().one_or_none()
 
 
-@cache
-def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
-    fenced = update(state.model).where(
+def _fenced(state: TaskState) -> Update:
+    return update(state.model).where(
         state.id == bindparam("row_id"),
         state.status == TaskStatus.RUNNING,
-        # The lease the claim wrote is the fencing token: if it changed, that
-        # lease expired and another run owns the row now.
-        state.lease_until == bindparam("lease_until"),
+        # The lease the claim (or its last renewal) wrote is the fencing token:
+        # if it changed, that lease expired and another run owns the row now.
+        state.lease_until == bindparam("fence"),
     )
-    common: dict[Any, Any] = {state.lease_until: None, state.last_error: bindparam("last_error")}
+
+
+@cache
+def _renew_statement(state: TaskState) -> Update:
+    return _fenced(state).values({state.lease_until: bindparam("lease")}).returning(state.id)
+
+
+async def renew_lease(
+    executor: Executor,
+    state: TaskState,
+    row_id: uuid.UUID,
+    *,
+    lease_until: datetime,
+    renewed_until: datetime,
+) -> bool:
+    """Extend a lease we still hold; False if another run took the row over meanwhile."""
+    result = await executor.execute(
+        _renew_statement(state), {"row_id": row_id, "fence": lease_until, "lease": renewed_until}
+    )
+    return result.first() is not None
+
+
+@cache
+def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
+    fenced = _fenced(state)
+    common: dict[Any, Any] = {state.lease_until: None, state.last_error: bindparam("error")}
     return {
         TaskStatus.SUCCEEDED: fenced.values(
             {
@@ -140,7 +169,7 @@ def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
             {
                 **common,
                 state.status: TaskStatus.RETRYING,
-                state.next_attempt_at: bindparam("next_attempt_at"),
+                state.next_attempt_at: bindparam("next_at"),
             }
         ).returning(state.id),
         TaskStatus.FAILED: fenced.values(
@@ -170,10 +199,10 @@ async def settle(
         _settle_statements(state)[status],
         {
             "row_id": row_id,
-            "lease_until": lease_until,
+            "fence": lease_until,
             "now": now,
-            "last_error": last_error,
-            "next_attempt_at": next_attempt_at,
+            "error": last_error,
+            "next_at": next_attempt_at,
         },
     )
     return result.first() is not None
