@@ -3,6 +3,7 @@
 from app.models.audit import AuditEntry
 from app.models.base import Base, TaskStatus
 from app.models.idempotency import IdempotencyKey
+from app.models.upload import Upload, UploadRowError
 from app.models.user import User
 
-__all__ = ["AuditEntry", "Base", "IdempotencyKey", "TaskStatus", "User"]
+__all__ = ["AuditEntry", "Base", "IdempotencyKey", "TaskStatus", "Upload", "UploadRowError", "User"]

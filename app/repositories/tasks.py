@@ -266,9 +266,12 @@ async def abandon_exhausted(
 
 
 async def count_by_status(executor: Executor, state: TaskState) -> dict[TaskStatus, int]:
-    result = await executor.execute(select(state.status, func.count()).group_by(state.status))
+    """Rows in each status; rows that owe no such work (NULL status) are not tasks."""
+    result = await executor.execute(
+        select(state.status, func.count()).where(state.status.is_not(None)).group_by(state.status)
+    )
     counts = dict.fromkeys(TaskStatus, 0)
-    counts.update({TaskStatus(status): count for status, count in result})
+    counts.update({TaskStatus(status): count for status, count in result if status is not None})
     return counts
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.models import AuditEntry
 from app.models.base import TaskStatus
-from tests.support.rows import get_user
+from tests.support.rows import get_user, insert_user
 from tests.support.smtp import SMTPServer
 
 TOKEN = "test-admin-token-0123456789abcdef"
@@ -202,3 +202,15 @@ async def test_the_admin_token_never_reaches_the_logs(
     await client.get("/admin/tasks", headers={"Authorization": f"Bearer {TOKEN}x"})
 
     assert TOKEN not in caplog.text
+
+
+async def test_users_owing_no_welcome_email_are_not_counted_as_tasks(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    await sign_up(client, "ok@example.com")
+    await insert_user(app, "quiet@example.com", welcome_status=None, welcome_generation=0)
+
+    response = await client.get("/admin/tasks", headers=AUTH)
+
+    welcome = next(kind for kind in response.json()["kinds"] if kind["kind"] == "welcome_email")
+    assert sum(welcome["counts"].values()) == 1
