@@ -16,6 +16,10 @@ from app.core.config import Settings
 from app.core.db import Database, SessionFactory
 from app.integrations.mail_capture import MailCapture
 from app.integrations.mailer import Mailer
+from app.tasks.processes import ProcessPool
+
+# What the CSV workers import once, in the fork server, before any is forked.
+_WORKER_MODULES = ("app.tasks.upload_rows",)
 
 
 class Limiter:
@@ -67,6 +71,7 @@ class Runtime:
     engine: AsyncEngine  # the task pool, separate from the request pool
     sessions: SessionFactory  # sessions on that same task pool
     mailer: Mailer
+    processes: ProcessPool  # for CPU-heavy work (CSV parsing), off the event loop
     _limiters: dict[str, Limiter] = field(default_factory=dict)
 
     def limiter(self, kind: str, limit: int) -> Limiter:
@@ -91,7 +96,7 @@ def current() -> Runtime:
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[Runtime]:
-    """Open what tasks need (the mailer, or the embedded mail capture) and install it."""
+    """Open what tasks need (the mailer or the embedded mail capture, worker processes)."""
     capture: MailCapture | None = None
     if settings.smtp_host:
         mailer = Mailer.from_settings(settings, host=settings.smtp_host, port=settings.smtp_port)
@@ -104,12 +109,14 @@ async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[
         engine=database.task_engine,
         sessions=database.task_sessions,
         mailer=mailer,
+        processes=ProcessPool(settings.upload_workers, preload=_WORKER_MODULES),
     )
     install(runtime)
     try:
         yield runtime
     finally:
         install(None)
+        await runtime.processes.close()
         await mailer.close()
         if capture is not None:
             await capture.stop()
