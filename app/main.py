@@ -14,17 +14,17 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestIdMiddleware
 from app.core.shutdown import Shutdown
-from app.routers import admin, health, signups, users
+from app.routers import admin, health, signups, uploads, users
 from app.tasks.recovery import run_recovery_loop
 from app.tasks.runtime import open_runtime
 
 logger = logging.getLogger(__name__)
 
 DESCRIPTION = """\
-Signups, with welcome emails sent by FastAPI's plain `BackgroundTasks`, made
-durable: the owed work is committed with the row, claimed atomically, retried
-with backoff, and recovered after a crash. Every error is RFC 9457 problem
-details (`application/problem+json`).
+Signups and CSV bulk imports, with welcome emails and ingestion run by
+FastAPI's plain `BackgroundTasks`, made durable: the owed work is committed
+with the row, claimed atomically, retried with backoff, and recovered after a
+crash. Every error is RFC 9457 problem details (`application/problem+json`).
 """
 
 
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(signups.router)
     app.include_router(users.router)
+    app.include_router(uploads.router)
     app.include_router(admin.router)
     app.include_router(health.router)
     return app

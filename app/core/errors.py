@@ -112,6 +112,37 @@ class TaskNotFailed(Conflict):
     title = "Only failed tasks can be retried"
 
 
+class UploadNotFound(NotFound):
+    slug = "upload-not-found"
+    title = "Upload not found"
+
+
+class UploadTooLarge(ServiceError):
+    status = 413
+    slug = "upload-too-large"
+    title = "Upload too large"
+
+
+class UnsupportedUpload(ServiceError):
+    status = 415
+    slug = "unsupported-upload"
+    title = "Not a CSV file"
+
+
+class EmptyUpload(ServiceError):
+    status = 422
+    slug = "empty-upload"
+    title = "The uploaded file is empty"
+
+
+class InvalidUpload(ServiceError):
+    """A multipart body that is malformed, incomplete, or lacks the `file` field."""
+
+    status = 422
+    slug = "invalid-upload"
+    title = "Invalid upload request"
+
+
 class InvalidQuery(ServiceError):
     status = 422
     slug = "invalid-query"

@@ -1,9 +1,6 @@
 """Background work as operators see it: counts, dead letters, and a retry button."""
 
-import base64
-import binascii
 import uuid
-from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +14,7 @@ from app.schemas.admin import (
     TaskRead,
     TasksOverview,
 )
+from app.services import cursors
 from app.tasks.registry import MUST_COMPLETE
 from app.tasks.runner import TaskKind
 
@@ -50,7 +48,7 @@ async def failed(
     """Dead letters of every kind (or one), newest failure first, a page at a time."""
     if kind is not None and kind not in MUST_COMPLETE:
         raise InvalidQuery(f"unknown task kind {kind!r}; known: {', '.join(MUST_COMPLETE)}")
-    before = _decode_cursor(cursor) if cursor else None
+    before = cursors.decode(cursor) if cursor else None
     kinds = {kind: MUST_COMPLETE[kind]} if kind else MUST_COMPLETE
     items: list[FailedTaskRead] = []
     async with session.begin():
@@ -61,7 +59,7 @@ async def failed(
             items.extend(FailedTaskRead(kind=name, **row) for row in rows)
     items.sort(key=lambda item: (item.failed_at, item.id), reverse=True)
     page = items[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(items) > limit else None
+    next_cursor = cursors.encode(page[-1].failed_at, page[-1].id) if len(items) > limit else None
     return FailedTaskPage(items=page, next_cursor=next_cursor)
 
 
@@ -82,20 +80,3 @@ def _kind(name: str) -> TaskKind:
     if name not in MUST_COMPLETE:
         raise UnknownTaskKind(f"unknown task kind {name!r}; known: {', '.join(MUST_COMPLETE)}")
     return MUST_COMPLETE[name]
-
-
-def _encode_cursor(item: FailedTaskRead) -> str:
-    raw = f"{item.failed_at.isoformat()}|{item.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, row_id = raw.split("|")
-        when = datetime.fromisoformat(moment)
-        if when.tzinfo is None:
-            raise ValueError("naive")
-        return when, uuid.UUID(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise InvalidQuery("cursor is not one this API returned") from None

@@ -7,10 +7,11 @@ import uuid
 
 from app.core import metrics
 from app.models.base import TaskStatus
+from app.tasks.ingest_upload import INGEST_UPLOAD
 from app.tasks.runner import TaskKind, run_task
 from app.tasks.welcome_email import WELCOME_EMAIL
 
-MUST_COMPLETE: dict[str, TaskKind] = {kind.name: kind for kind in (WELCOME_EMAIL,)}
+MUST_COMPLETE: dict[str, TaskKind] = {kind.name: kind for kind in (WELCOME_EMAIL, INGEST_UPLOAD)}
 metrics.declare_kinds(MUST_COMPLETE)
 
 

@@ -82,13 +82,15 @@ async def test_overview_counts_each_status_and_the_due_backlog(
     response = await client.get("/admin/tasks", headers=AUTH)
 
     assert response.status_code == 200
-    [welcome] = response.json()["kinds"]
+    welcome, csv_import = response.json()["kinds"]
     assert welcome == {
         "kind": "welcome_email",
         "counts": {"pending": 0, "running": 0, "retrying": 0, "succeeded": 1, "failed": 2},
         "due": 0,
         "oldest_due_age_seconds": None,
     }
+    assert csv_import["kind"] == "csv_import"
+    assert sum(csv_import["counts"].values()) == 0
 
 
 async def test_dead_letters_are_listed_newest_first_a_page_at_a_time(
