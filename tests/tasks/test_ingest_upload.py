@@ -12,16 +12,20 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.core.config import Settings
+from app.core.shutdown import Shutdown
 from app.models import Upload, UploadRowError, User
 from app.models.base import TaskStatus, utcnow
 from app.repositories import bulk_users
 from app.routers import uploads as uploads_router
 from app.tasks import ingest_upload
 from app.tasks.ingest_upload import INGEST_UPLOAD
-from app.tasks.recovery import recover_once
+from app.tasks.recovery import recover_once, run_recovery_loop
+from app.tasks.registry import MUST_COMPLETE
 from app.tasks.runner import Claim, run_task
 from app.tasks.runtime import Runtime, current
 from app.tasks.upload_rows import Batch
+from tests.support.smtp import SMTPServer
+from tests.support.waiting import eventually_async
 
 ROWS = [f"user{n}@example.com,User {n}" for n in range(20)] + ["bad,Bad", "USER1@example.com,Dup"]
 CONTENT = ("email,name\n" + "".join(f"{row}\n" for row in ROWS)).encode()
@@ -193,3 +197,46 @@ async def test_an_upload_nobody_scheduled_is_imported_by_recovery(
 
     assert report["csv_import"]["succeeded"] == 1
     await assert_imported_exactly_once(app, upload_id)
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [{"upload_batch_rows": 4, "recovery_grace_seconds": 0, "recovery_interval_seconds": 0.05}],
+)
+async def test_a_long_import_does_not_hold_up_the_welcome_emails_of_its_users(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    smtp: SMTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    not_scheduled: None,
+) -> None:
+    first = await post(client)
+    second = await post(client, CONTENT.replace(b"user", b"other"))
+    release = asyncio.Event()
+    real = ingest_upload._commit
+
+    async def stalls_on_the_second_upload(
+        runtime: Runtime, claim: Claim, batch: Batch, *, from_offset: int
+    ) -> None:
+        if claim.row_id == second:
+            await release.wait()
+        await real(runtime, claim, batch, from_offset=from_offset)
+
+    monkeypatch.setattr(ingest_upload, "_commit", stalls_on_the_second_upload)
+    shutdown = Shutdown(grace_seconds=1)
+    loop = asyncio.create_task(run_recovery_loop(current(), shutdown, MUST_COMPLETE))
+
+    async def first_imports_users_welcomed() -> bool:
+        return len(smtp.messages) == 20
+
+    try:
+        # The second import is stuck; the first one's 20 users get their emails meanwhile.
+        await eventually_async(
+            first_imports_users_welcomed, timeout=20, what="the first import's welcome emails"
+        )
+        assert (await state(app, second)).status is TaskStatus.RUNNING
+        assert (await state(app, first)).status is TaskStatus.SUCCEEDED
+    finally:
+        release.set()
+        shutdown.begin()
+        await asyncio.wait_for(loop, 20)
