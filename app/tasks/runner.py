@@ -263,7 +263,7 @@ async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome |
     settings = runtime.settings
     timeout = kind.timeout(settings)
     started = time.perf_counter()
-    with log_context(attempt=claim.attempt):
+    with log_context(attempt=claim.attempt), runtime.in_flight.track():
         try:
             async with asyncio.timeout(timeout), _renewing(runtime, kind, claim):
                 await kind.perform(runtime, claim)

@@ -6,8 +6,9 @@ runnable from anywhere, including a future external queue.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,6 +19,10 @@ from app.integrations.mail_capture import MailCapture
 from app.integrations.mailer import Mailer
 from app.tasks.processes import ProcessPool
 
+logger = logging.getLogger(__name__)
+
+# How long shutdown waits for cancelled attempts to hand their rows back.
+_HAND_BACK_SECONDS = 5.0
 # What the CSV workers import once, in the fork server, before any is forked.
 _WORKER_MODULES = ("app.tasks.upload_rows",)
 
@@ -65,6 +70,35 @@ class Limiter:
             self.release()
 
 
+class InFlight:
+    """Attempts under way in this process, so shutdown can wait for cut-off ones to hand back.
+
+    When the grace runs out, uvicorn cancels the requests still running (and
+    the background tasks in them) and goes straight on to the lifespan
+    shutdown; a cancelled attempt still has to write its hand-back.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        self._count += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+
+    async def idle(self) -> None:
+        """Return once no attempt is under way."""
+        await self._idle.wait()
+
+
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
@@ -72,6 +106,7 @@ class Runtime:
     sessions: SessionFactory  # sessions on that same task pool
     mailer: Mailer
     processes: ProcessPool  # for CPU-heavy work (CSV parsing), off the event loop
+    in_flight: InFlight = field(default_factory=InFlight)
     _limiters: dict[str, Limiter] = field(default_factory=dict)
 
     def limiter(self, kind: str, limit: int) -> Limiter:
@@ -115,6 +150,11 @@ async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[
     try:
         yield runtime
     finally:
+        try:
+            async with asyncio.timeout(_HAND_BACK_SECONDS):
+                await runtime.in_flight.idle()
+        except TimeoutError:
+            logger.warning("attempts still under way at shutdown; recovery will resume them")
         install(None)
         await runtime.processes.close()
         await mailer.close()
