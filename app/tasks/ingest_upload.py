@@ -5,9 +5,10 @@ The runner claims, renews the lease, retries and settles; this is the import.
 - Parsing and validation run in a worker process (`upload_rows.read_batch`),
   one batch ahead of the database, so the two overlap and the event loop only
   waits.
-- Each batch commits in one transaction: its new users (PostgreSQL: COPY, then
-  INSERT ... ON CONFLICT DO NOTHING), its rejected rows, its counts, and the
-  checkpoint (the byte offset after its last record). A run killed mid-file
+- Each batch commits in one transaction: its new users (PostgreSQL: the worker
+  hands over CSV for COPY, see `bulk_users.copy_new`; SQLite: one
+  executemany), its rejected rows, its counts, and the checkpoint (the byte
+  offset after its last record). A run killed mid-file
   resumes at the last checkpoint: no row is imported or counted twice.
 - That transaction first moves the checkpoint, fenced by the lease and by the
   offset the batch started at: a run that lost its lease changes nothing.
@@ -41,13 +42,16 @@ async def _ingest(runtime: Runtime, claim: Claim) -> None:
         raise PermanentTaskError(f"the stored file {claim.row['stored_name']} is missing")
     await _mark_started(runtime, claim)
     offset, line = claim.row["next_offset"], claim.row["next_line"]
-    reading = _read(runtime, path, offset, line)
+    for_copy = runtime.engine.dialect.name == "postgresql"
+    reading = _read(runtime, path, offset, line, for_copy=for_copy)
     try:
         while True:
             batch = await reading
             if not batch.finished:
                 # Parse the next batch while this one is written.
-                reading = _read(runtime, path, batch.next_offset, batch.next_line)
+                reading = _read(
+                    runtime, path, batch.next_offset, batch.next_line, for_copy=for_copy
+                )
             await _commit(runtime, claim, batch, from_offset=offset)
             if batch.finished:
                 return
@@ -56,7 +60,10 @@ async def _ingest(runtime: Runtime, claim: Claim) -> None:
         _discard(reading)
 
 
-def _read(runtime: Runtime, path: Path, offset: int, line: int) -> "asyncio.Task[Batch]":
+def _read(
+    runtime: Runtime, path: Path, offset: int, line: int, *, for_copy: bool
+) -> "asyncio.Task[Batch]":
+    """Parse and validate a batch in a worker process, as a task to await later."""
     settings: Settings = runtime.settings
 
     async def read() -> Batch:
@@ -68,6 +75,7 @@ def _read(runtime: Runtime, path: Path, offset: int, line: int) -> "asyncio.Task
                 line,
                 max_rows=settings.upload_batch_rows,
                 max_line_bytes=settings.upload_max_line_bytes,
+                for_copy=for_copy,
             )
         except BadHeader as exc:
             raise PermanentTaskError(str(exc)) from None
@@ -106,12 +114,18 @@ async def _commit(runtime: Runtime, claim: Claim, batch: Batch, *, from_offset: 
             ignored_columns=batch.ignored_columns,
         ):
             raise LeaseLost  # rolls the transaction back: nothing of this batch is kept
-        imported = await bulk_users.insert_new(
-            connection, batch.valid, send_welcome=claim.row["send_welcome"], now=utcnow()
-        )
+        welcome, now = claim.row["send_welcome"], utcnow()
+        if batch.valid_csv:  # prepared for PostgreSQL's COPY
+            imported = await bulk_users.copy_new(
+                connection, batch.valid_csv, send_welcome=welcome, now=now
+            )
+        else:
+            imported = await bulk_users.insert_new(
+                connection, batch.valid, send_welcome=welcome, now=now
+            )
         await uploads_repo.add_row_errors(connection, claim.row_id, batch.rejected)
         await uploads_repo.count_imported(
-            connection, claim.row_id, imported=imported, duplicate=len(batch.valid) - imported
+            connection, claim.row_id, imported=imported, duplicate=batch.valid_rows - imported
         )
 
 

@@ -16,6 +16,7 @@ database, no settings object, nothing that cannot cross a process boundary.
 """
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -44,18 +45,33 @@ class Header:
 
 @dataclass
 class Batch:
-    """What one batch of records came to, and where the next batch starts."""
+    """What one batch of records came to, and where the next batch starts.
+
+    Valid rows are kept once per address (the first, in file order); later
+    rows with an address already in the batch are only counted (`repeated`),
+    as are rows whose address a database already holds, once it is asked.
+    """
 
     valid: list[tuple[int, str, str]] = field(default_factory=list)  # line, email, name
+    repeated: int = 0
     rejected: list[tuple[int, str, str, str]] = field(default_factory=list)  # ... and reason
     next_offset: int = 0
     next_line: int = 1
     finished: bool = False
     ignored_columns: list[str] = field(default_factory=list)
+    # With for_copy=True: `valid` as CSV (line,email,name), as PostgreSQL's COPY
+    # reads it, and `valid` itself left empty: the server sends bytes, and
+    # spends no time per row.
+    valid_csv: bytes = b""
+    distinct: int = 0
+
+    @property
+    def valid_rows(self) -> int:
+        return self.distinct + self.repeated
 
     @property
     def rows(self) -> int:
-        return len(self.valid) + len(self.rejected)
+        return self.valid_rows + len(self.rejected)
 
 
 class _RecordTooLong(Exception):
@@ -160,7 +176,13 @@ def read_header(file: BinaryIO, max_line_bytes: int) -> Header:
 
 
 def read_batch(
-    path: str | Path, offset: int, next_line: int, *, max_rows: int, max_line_bytes: int
+    path: str | Path,
+    offset: int,
+    next_line: int,
+    *,
+    max_rows: int,
+    max_line_bytes: int,
+    for_copy: bool = False,
 ) -> Batch:
     """Up to `max_rows` records from the checkpoint (offset 0: the start of the file).
 
@@ -175,7 +197,9 @@ def read_batch(
         lines = _Lines(file, next_line, max_line_bytes)
         reader = csv.reader(lines)
         batch = Batch(ignored_columns=header.ignored_columns)
-        while batch.rows < max_rows:
+        seen: set[str] = set()
+        records = 0
+        while records < max_rows:
             lines.begin_record()
             line = lines.line + 1
             try:
@@ -184,38 +208,60 @@ def read_batch(
                 batch.finished = True
                 break
             except _RecordTooLong:
+                records += 1
                 reader = csv.reader(lines)  # start afresh at the next line
                 reason = f"longer than {max_line_bytes} bytes (an unclosed quote?)"
                 batch.rejected.append((line, "", "", reason))
                 continue
             except csv.Error as exc:
+                records += 1
                 batch.rejected.append((line, "", "", f"not valid CSV ({exc})"))
                 continue
             if not any(value.strip() for value in fields):
                 continue
-            _check(fields, line, lines.bad_byte, header, batch)
+            records += 1
+            valid = _check(fields, line, lines.bad_byte, header, batch)
+            if valid is None:
+                continue
+            if valid[1] in seen:
+                batch.repeated += 1
+            else:
+                seen.add(valid[1])
+                batch.valid.append(valid)
         batch.next_offset = file.tell()
         batch.next_line = lines.line + 1
-        return batch
+    batch.distinct = len(batch.valid)
+    if for_copy:
+        batch.valid_csv, batch.valid = _as_csv(batch.valid), []
+    return batch
+
+
+def _as_csv(rows: list[tuple[int, str, str]]) -> bytes:
+    # Python's csv dialect and PostgreSQL's CSV format quote alike ("" inside
+    # quotes); no value is empty (that would read as NULL) and no line is just
+    # "\." (every line starts with its number).
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode()
 
 
 def _check(
     fields: list[str], line: int, bad_byte: tuple[int, int] | None, header: Header, batch: Batch
-) -> None:
-    """Validate one record like a signup; file it under valid or rejected."""
+) -> tuple[int, str, str] | None:
+    """Validate one record like a signup: the row as it will be stored, or None (rejected)."""
     email = fields[header.email_index] if header.email_index < len(fields) else ""
     name = fields[header.name_index] if header.name_index < len(fields) else ""
     if bad_byte is not None:
         bad_line, byte = bad_byte
         reason = f"not valid UTF-8 (byte 0x{byte:02X} on line {bad_line}); save the file as UTF-8"
         batch.rejected.append((line, _shown(email), _shown(name), reason))
-        return
+        return None
     if len(fields) != header.width:
         reason = f"{len(fields)} fields where the header has {header.width}"
         if len(fields) > header.width:
             reason += " (a comma in an unquoted value?)"
         batch.rejected.append((line, _shown(email), _shown(name), reason))
-        return
+        return None
     problems = []
     try:
         email = clean_email(email)
@@ -228,8 +274,8 @@ def _check(
     if problems:
         raw_email, raw_name = fields[header.email_index], fields[header.name_index]
         batch.rejected.append((line, _shown(raw_email), _shown(raw_name), "; ".join(problems)))
-        return
-    batch.valid.append((line, email, name))
+        return None
+    return line, email, name
 
 
 def _shown(value: str) -> str:

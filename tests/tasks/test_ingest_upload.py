@@ -75,9 +75,10 @@ async def assert_imported_exactly_once(app: FastAPI, upload_id: uuid.UUID) -> No
 
 
 async def test_a_batch_that_fails_is_rolled_back_and_the_retry_resumes_at_the_last_checkpoint(
-    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch, database_url: str
 ) -> None:
-    real = bulk_users.insert_new
+    adder = "copy_new" if database_url.startswith("postgresql") else "insert_new"
+    real = getattr(bulk_users, adder)
     calls = 0
 
     async def fails_on_the_third_batch(connection: AsyncConnection, rows: Any, **kw: Any) -> int:
@@ -88,7 +89,7 @@ async def test_a_batch_that_fails_is_rolled_back_and_the_retry_resumes_at_the_la
             raise ConnectionResetError("the database went away mid-batch")
         return imported
 
-    monkeypatch.setattr(bulk_users, "insert_new", fails_on_the_third_batch)
+    monkeypatch.setattr(bulk_users, adder, fails_on_the_third_batch)
 
     upload_id = await post(client)
 

@@ -26,6 +26,8 @@ def read_all(path: Path, batch_rows: int = 1000, max_line_bytes: int = MAX_LINE)
     while True:
         batch = read_batch(path, offset, line, max_rows=batch_rows, max_line_bytes=max_line_bytes)
         merged.valid += batch.valid
+        merged.distinct += batch.distinct
+        merged.repeated += batch.repeated
         merged.rejected += batch.rejected
         merged.ignored_columns = batch.ignored_columns
         offset, line = batch.next_offset, batch.next_line
@@ -182,12 +184,13 @@ def test_rows_are_validated_like_signups_and_rejected_with_the_reason(
     assert batch.valid == [(3, "bob@example.com", "Bob")]
 
 
-def test_emails_are_normalised_so_case_variants_become_one_address(tmp_path: Path) -> None:
+def test_case_variants_are_one_address_kept_once_and_counted_again(tmp_path: Path) -> None:
     path = stored(tmp_path, b"email,name\n Ada@Example.COM ,Ada\nada@example.com,Ada again\n")
 
     batch = read_all(path)
 
-    assert [email for _line, email, _name in batch.valid] == ["ada@example.com"] * 2
+    assert batch.valid == [(2, "ada@example.com", "Ada")]
+    assert batch.repeated == 1
 
 
 def test_blank_lines_and_rows_of_empty_cells_are_skipped_uncounted(tmp_path: Path) -> None:
@@ -221,11 +224,17 @@ def test_a_batch_ends_on_a_record_boundary_the_next_batch_starts_from(tmp_path: 
 
 
 cells = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
+# A few addresses in several spellings, so batches meet the same person again.
+addresses = st.sampled_from(["ada@example.com", "ADA@Example.com", " bob@example.org ", "c@d.io"])
+names = st.sampled_from(["Ada", "Lovelace, Ada", 'Say "hi"', "Zoë", "Two\nLines"])
 
 
 @settings(max_examples=200, deadline=None)
 @given(
-    rows=st.lists(st.tuples(cells, cells), max_size=30),
+    rows=st.lists(
+        st.tuples(st.one_of(addresses, addresses, cells), st.one_of(names, names, cells)),
+        max_size=30,
+    ),
     batch_rows=st.integers(min_value=1, max_value=7),
     line_end=st.sampled_from(["\n", "\r\n"]),
 )
@@ -244,5 +253,34 @@ def test_reading_in_batches_gives_what_one_pass_gives(
     in_batches = read_all(path, batch_rows=batch_rows)
     at_once = read_all(path, batch_rows=10_000)
 
-    assert (in_batches.valid, in_batches.rejected) == (at_once.valid, at_once.rejected)
+    # Each batch keeps an address once; across batches, the database does.
+    first_seen: dict[str, tuple[int, str, str]] = {}
+    for row in in_batches.valid:
+        first_seen.setdefault(row[1], row)
+    assert list(first_seen.values()) == at_once.valid
+    assert in_batches.valid_rows == at_once.valid_rows
+    assert in_batches.rejected == at_once.rejected
     assert in_batches.next_offset == path.stat().st_size
+
+
+def test_for_copy_the_valid_rows_come_as_csv_postgresql_reads_back_alike(tmp_path: Path) -> None:
+    path = stored(
+        tmp_path,
+        b'email,name\nada@example.com,"Lovelace, Ada"\nbob@example.com,"Bob ""the"" Builder"\n'
+        b"ADA@example.com,Again\nbad,Eve\n",
+    )
+
+    rows = read_batch(path, 0, 1, max_rows=100, max_line_bytes=MAX_LINE)
+    copied = read_batch(path, 0, 1, max_rows=100, max_line_bytes=MAX_LINE, for_copy=True)
+
+    assert copied.valid == []
+    assert (copied.distinct, copied.repeated, copied.rows) == (2, 1, 4)
+    parsed = [(int(n), e, m) for n, e, m in csv.reader(io.StringIO(copied.valid_csv.decode()))]
+    assert (
+        parsed
+        == rows.valid
+        == [
+            (2, "ada@example.com", "Lovelace, Ada"),
+            (3, "bob@example.com", 'Bob "the" Builder'),
+        ]
+    )
