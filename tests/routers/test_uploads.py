@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from app.core.config import Settings
-from app.models import IdempotencyKey, Upload, User
+from app.models import AuditEntry, IdempotencyKey, Upload, User
 from app.tasks.recovery import recover_once
 from app.tasks.runtime import current
 from tests.support.smtp import SMTPServer
@@ -95,6 +95,16 @@ async def test_an_upload_answers_202_at_once_and_the_import_then_runs_in_the_bac
     assert (after["rows_total"], after["rows_imported"]) == (2, 2)
     assert after["started_at"] is not None
     assert after["finished_at"] >= after["started_at"]
+
+
+async def test_an_accepted_upload_is_audited_once(client: httpx.AsyncClient, app: FastAPI) -> None:
+    body = (await upload(client, csv_of("ada@example.com,Ada"))).json()
+
+    async with app.state.database.request_sessions() as session:
+        entries = (await session.scalars(select(AuditEntry))).all()
+    assert [(e.action, e.resource) for e in entries] == [
+        ("upload.created", f"uploads/{body['id']}")
+    ]
 
 
 async def test_the_file_is_stored_under_a_generated_name_with_its_size_and_sha256(
