@@ -112,6 +112,7 @@ async def receive(
                 parser.write(chunk)
                 if len(parts.pending) >= _WRITE_BYTES:
                     await asyncio.to_thread(sink.write, parts.take())
+            parser.finalize()
         except FormParserError as exc:
             raise InvalidUpload(f"the multipart body is malformed ({exc})") from None
         except ClientDisconnect:

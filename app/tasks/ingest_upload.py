@@ -8,8 +8,8 @@ The runner claims, renews the lease, retries and settles; this is the import.
 - Each batch commits in one transaction: its new users (PostgreSQL: the worker
   hands over CSV for COPY, see `bulk_users.copy_new`; SQLite: one
   executemany), its rejected rows, its counts, and the checkpoint (the byte
-  offset after its last record). A run killed mid-file
-  resumes at the last checkpoint: no row is imported or counted twice.
+  offset after its last record). A run killed mid-file resumes at the last
+  checkpoint: no row is imported or counted twice.
 - That transaction first moves the checkpoint, fenced by the lease and by the
   offset the batch started at: a run that lost its lease changes nothing.
 - Imported users owe a welcome email (pending, due now) unless the upload said

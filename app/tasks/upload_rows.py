@@ -48,8 +48,8 @@ class Batch:
     """What one batch of records came to, and where the next batch starts.
 
     Valid rows are kept once per address (the first, in file order); later
-    rows with an address already in the batch are only counted (`repeated`),
-    as are rows whose address a database already holds, once it is asked.
+    rows of the batch with the same address are only counted, as `repeated`.
+    Whether an address is registered already is for the database to say.
     """
 
     valid: list[tuple[int, str, str]] = field(default_factory=list)  # line, email, name
