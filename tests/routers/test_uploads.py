@@ -553,3 +553,15 @@ async def test_an_unknown_upload_is_404_problem(client: httpx.AsyncClient, suffi
     assert response.status_code == 404
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["type"] == "/problems/upload-not-found"
+
+
+async def test_openapi_shows_the_multipart_body_and_the_upload_errors(
+    client: httpx.AsyncClient,
+) -> None:
+    spec = (await client.get("/openapi.json")).json()
+
+    post = spec["paths"]["/uploads"]["post"]
+    body = post["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert body["required"] == ["file"]
+    assert body["properties"]["file"]["format"] == "binary"
+    assert {"202", "413", "415", "422"} <= set(post["responses"])
