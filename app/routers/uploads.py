@@ -122,7 +122,10 @@ async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
     response_class=StreamingResponse,
     summary="Every rejected row with its line number and reason, as CSV",
     responses={
-        200: {"content": {"text/csv": {}}, "description": "line,email,name,reason"},
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "CSV with the columns line, email, name, reason",
+        },
         **problem_responses(UploadNotFound),
     },
 )

@@ -565,3 +565,5 @@ async def test_openapi_shows_the_multipart_body_and_the_upload_errors(
     assert body["required"] == ["file"]
     assert body["properties"]["file"]["format"] == "binary"
     assert {"202", "413", "415", "422"} <= set(post["responses"])
+    errors_csv = spec["paths"]["/uploads/{upload_id}/errors.csv"]["get"]["responses"]["200"]
+    assert errors_csv["content"]["text/csv"]["schema"] == {"type": "string"}
