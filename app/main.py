@@ -14,18 +14,19 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestIdMiddleware
 from app.core.shutdown import Shutdown
-from app.routers import admin, health, notifications, signups, users
+from app.routers import admin, health, notifications, signups, uploads, users
 from app.tasks.recovery import run_recovery_loop
 from app.tasks.runtime import open_runtime
 
 logger = logging.getLogger(__name__)
 
 DESCRIPTION = """\
-Signups and notifications, with welcome emails and notification deliveries
-(email, or webhooks signed per Standard Webhooks) sent by FastAPI's plain
-`BackgroundTasks`, made durable: the owed work is committed with the row,
-claimed atomically, retried with backoff, and recovered after a crash. Every
-error is RFC 9457 problem details (`application/problem+json`).
+Signups, CSV bulk imports and notifications (email, or webhooks signed per
+Standard Webhooks), with everything a request triggers but need not wait for
+run by FastAPI's plain `BackgroundTasks`, made durable: the owed work is
+committed with the row, claimed atomically, retried with backoff, and
+recovered after a crash. Every error is RFC 9457 problem details
+(`application/problem+json`).
 """
 
 
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
     app.include_router(signups.router)
     app.include_router(users.router)
     app.include_router(notifications.router)
+    app.include_router(uploads.router)
     app.include_router(admin.router)
     app.include_router(health.router)
     return app

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     recovery_batch_size: int = Field(default=500, ge=1)
     shutdown_grace_seconds: int = Field(default=20, ge=0)
 
+    upload_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    # The csv module refuses fields over 128 KiB; a record may not be longer either.
+    upload_max_line_bytes: int = Field(default=64 * 1024, ge=64, le=128 * 1024)
+    upload_batch_rows: int = Field(default=10_000, ge=1)
+    upload_workers: int = Field(default=1, ge=1)
+    upload_timeout_seconds: float = Field(default=3600.0, gt=0)
+
     notification_email_concurrency: int = Field(default=4, ge=1)
     notification_webhook_concurrency: int = Field(default=16, ge=1)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -126,6 +133,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploaded CSV files are kept, each under a name the service generates."""
+        return self.data_dir / "uploads"
 
     @property
     def mail_dir(self) -> Path:

@@ -129,6 +129,37 @@ class TaskNotFailed(Conflict):
     title = "Only failed tasks can be retried"
 
 
+class UploadNotFound(NotFound):
+    slug = "upload-not-found"
+    title = "Upload not found"
+
+
+class UploadTooLarge(ServiceError):
+    status = 413
+    slug = "upload-too-large"
+    title = "Upload too large"
+
+
+class UnsupportedUpload(ServiceError):
+    status = 415
+    slug = "unsupported-upload"
+    title = "Not a CSV file"
+
+
+class EmptyUpload(ServiceError):
+    status = 422
+    slug = "empty-upload"
+    title = "The uploaded file is empty"
+
+
+class InvalidUpload(ServiceError):
+    """A multipart body that is malformed, incomplete, or lacks the `file` field."""
+
+    status = 422
+    slug = "invalid-upload"
+    title = "Invalid upload request"
+
+
 class InvalidQuery(ServiceError):
     status = 422
     slug = "invalid-query"
@@ -136,7 +167,8 @@ class InvalidQuery(ServiceError):
 
 
 class MalformedBody(ServiceError):
-    """Documents a body that cannot be read at all (e.g. not UTF-8); FastAPI raises it."""
+    """A body that cannot be read at all: JSON that is not UTF-8 (FastAPI raises that
+    one), a broken or truncated multipart body."""
 
     status = 400
     slug = "malformed-body"

@@ -37,7 +37,9 @@ TASK_DURATION = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-RECOVERY_PASSES = Counter("signup_recovery_passes_total", "Recovery passes run.")
+RECOVERY_PASSES = Counter(
+    "signup_recovery_passes_total", "Recovery passes run (the in-process loop passes per kind)."
+)
 RECOVERY_ERRORS = Counter(
     "signup_recovery_errors_total", "Recovery passes that failed (database unreachable?)."
 )

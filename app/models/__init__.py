@@ -4,6 +4,17 @@ from app.models.audit import AuditEntry
 from app.models.base import Base, TaskStatus
 from app.models.idempotency import IdempotencyKey
 from app.models.notification import Channel, Notification
+from app.models.upload import Upload, UploadRowError
 from app.models.user import User
 
-__all__ = ["AuditEntry", "Base", "Channel", "IdempotencyKey", "Notification", "TaskStatus", "User"]
+__all__ = [
+    "AuditEntry",
+    "Base",
+    "Channel",
+    "IdempotencyKey",
+    "Notification",
+    "TaskStatus",
+    "Upload",
+    "UploadRowError",
+    "User",
+]

@@ -19,7 +19,8 @@ class TaskState:
     model: type[Base]
     id: InstrumentedAttribute[uuid.UUID]
     created_at: InstrumentedAttribute[datetime]
-    status: InstrumentedAttribute[TaskStatus]
+    # Nullable where the work is optional: NULL means none is owed.
+    status: InstrumentedAttribute[TaskStatus | None]
     attempts: InstrumentedAttribute[int]
     next_attempt_at: InstrumentedAttribute[datetime | None]
     lease_until: InstrumentedAttribute[datetime | None]

@@ -26,9 +26,11 @@ class User(Base):
 
     # The welcome email's state lives in the user's own row, so the signup
     # transaction that creates the user also records that an email is owed.
-    welcome_status: Mapped[TaskStatus] = mapped_column(
+    # NULL: none is owed, nor was one ever sent (imported with send_welcome=false).
+    welcome_status: Mapped[TaskStatus | None] = mapped_column(
         task_status_type("welcome_status"), default=TaskStatus.PENDING
     )
+    # Which welcome message this is, for its Message-ID: 1 for the first; 0 while none is owed.
     welcome_generation: Mapped[int] = mapped_column(Integer, default=1)
     welcome_attempts: Mapped[int] = mapped_column(Integer, default=0)
     welcome_next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)

@@ -59,6 +59,11 @@ def _abandoned(state: TaskState, now: Any) -> ColumnElement[bool]:
     return _mine(state, state.status == TaskStatus.RUNNING, state.lease_until < now)
 
 
+# Bound parameters are named unlike any column ("lease", "renewed", "error"), since
+# SQLAlchemy reserves a SET column's own name for its value, and a kind's state
+# columns may be named plainly (`lease_until`, `last_error`).
+
+
 @cache
 def _claim_statement(state: TaskState, returning: Returning) -> Update:
     now: BindParameter[datetime] = bindparam("now")
@@ -130,15 +135,39 @@ async def claim(
     return result.mappings().one_or_none()
 
 
-@cache
-def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
-    fenced = update(state.model).where(
+def _fenced(state: TaskState) -> Update:
+    return update(state.model).where(
         state.id == bindparam("row_id"),
         state.status == TaskStatus.RUNNING,
-        # The lease the claim wrote is the fencing token: if it changed, that
-        # lease expired and another run owns the row now.
+        # The lease the claim (or its last renewal) wrote is the fencing token:
+        # if it changed, that lease expired and another run owns the row now.
         state.lease_until == bindparam("lease"),
     )
+
+
+@cache
+def _renew_statement(state: TaskState) -> Update:
+    return _fenced(state).values({state.lease_until: bindparam("renewed")}).returning(state.id)
+
+
+async def renew_lease(
+    executor: Executor,
+    state: TaskState,
+    row_id: uuid.UUID,
+    *,
+    lease_until: datetime,
+    renewed_until: datetime,
+) -> bool:
+    """Extend a lease we still hold; False if another run took the row over meanwhile."""
+    result = await executor.execute(
+        _renew_statement(state), {"row_id": row_id, "lease": lease_until, "renewed": renewed_until}
+    )
+    return result.first() is not None
+
+
+@cache
+def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
+    fenced = _fenced(state)
     common: dict[Any, Any] = {state.lease_until: None, state.last_error: bindparam("error")}
     return {
         TaskStatus.SUCCEEDED: fenced.values(
@@ -250,11 +279,14 @@ async def abandon_exhausted(
 
 
 async def count_by_status(executor: Executor, state: TaskState) -> dict[TaskStatus, int]:
+    """Rows in each status; rows that owe no such work (NULL status) are not tasks."""
     result = await executor.execute(
-        select(state.status, func.count()).where(_mine(state)).group_by(state.status)
+        select(state.status, func.count())
+        .where(_mine(state, state.status.is_not(None)))
+        .group_by(state.status)
     )
     counts = dict.fromkeys(TaskStatus, 0)
-    counts.update({TaskStatus(status): count for status, count in result})
+    counts.update({TaskStatus(status): count for status, count in result if status is not None})
     return counts
 
 

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.base import TaskStatus
@@ -100,7 +100,7 @@ async def delete_by_id(session: AsyncSession, user_id: uuid.UUID) -> bool:
 
 
 async def rearm_welcome(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> User | None:
-    """Owe the user a new welcome email if the last one settled; None otherwise.
+    """Owe the user a new welcome email if the last one settled, or none was owed; else None.
 
     A new generation gives the new message its own Message-ID, so a receiver
     deduplicating by Message-ID still shows the resend.
@@ -109,7 +109,10 @@ async def rearm_welcome(session: AsyncSession, user_id: uuid.UUID, now: datetime
         update(User)
         .where(
             User.id == user_id,
-            User.welcome_status.in_([TaskStatus.SUCCEEDED, TaskStatus.FAILED]),
+            or_(
+                User.welcome_status.in_([TaskStatus.SUCCEEDED, TaskStatus.FAILED]),
+                User.welcome_status.is_(None),
+            ),
         )
         .values(
             welcome_status=TaskStatus.PENDING,

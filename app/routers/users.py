@@ -82,7 +82,8 @@ async def delete_user(user_id: uuid.UUID, session: SessionDep, audit: AuditDep) 
     "/{user_id}/welcome-email/resend",
     status_code=202,
     response_model=UserRead,
-    summary="Send the welcome email again, once the last one has settled",
+    summary="Send the welcome email again once the last one has settled (or a first one "
+    "to a user imported without)",
     responses=problem_responses(UserNotFound, WelcomeEmailInProgress),
 )
 async def resend_welcome_email(

@@ -41,23 +41,29 @@ class UserRead(BaseModel):
     name: str
     created_at: datetime
     webhook_url: str | None = Field(description="Where webhook notifications are sent, if set.")
-    welcome_email: WelcomeEmailRead
+    welcome_email: WelcomeEmailRead | None = Field(
+        description="Null when none is owed: the user was imported with send_welcome=false. "
+        "Resending sends a first one."
+    )
 
     @classmethod
     def from_model(cls, user: User) -> Self:
+        welcome_email = None
+        if user.welcome_status is not None:
+            welcome_email = WelcomeEmailRead(
+                status=user.welcome_status,
+                attempts=user.welcome_attempts,
+                next_attempt_at=user.welcome_next_attempt_at,
+                sent_at=user.welcome_sent_at,
+                last_error=user.welcome_last_error,
+            )
         return cls(
             id=user.id,
             email=user.email,
             name=user.name,
             created_at=user.created_at,
             webhook_url=user.webhook_url,
-            welcome_email=WelcomeEmailRead(
-                status=user.welcome_status,
-                attempts=user.welcome_attempts,
-                next_attempt_at=user.welcome_next_attempt_at,
-                sent_at=user.welcome_sent_at,
-                last_error=user.welcome_last_error,
-            ),
+            welcome_email=welcome_email,
         )
 
 

@@ -65,13 +65,22 @@ async def _recover_kind(runtime: Runtime, kind: TaskKind) -> Counter[str]:
     return report
 
 
-async def run_recovery_loop(runtime: Runtime, shutdown: Shutdown) -> None:
+async def run_recovery_loop(
+    runtime: Runtime, shutdown: Shutdown, kinds: dict[str, TaskKind] | None = None
+) -> None:
+    """A loop per kind, so a kind whose work takes minutes (a CSV import) never holds up
+    another's (the welcome emails of the users it imports)."""
+    kinds = kinds if kinds is not None else MUST_COMPLETE
+    await asyncio.gather(*(_recover_kind_forever(runtime, shutdown, k) for k in kinds.values()))
+
+
+async def _recover_kind_forever(runtime: Runtime, shutdown: Shutdown, kind: TaskKind) -> None:
     """Pass after pass until shutdown; a full batch goes straight on to the next pass."""
     settings = runtime.settings
     while not shutdown.requested.is_set():
         busy = False
         try:
-            report = await recover_once(runtime)
+            report = await recover_once(runtime, {kind.name: kind})
             busy = any(counts["due"] >= settings.recovery_batch_size for counts in report.values())
         except (DBAPIError, OSError) as exc:
             # The database is down: say so briefly, and try again next interval.

@@ -7,12 +7,14 @@ import uuid
 
 from app.core import metrics
 from app.models.base import TaskStatus
+from app.tasks.ingest_upload import INGEST_UPLOAD
 from app.tasks.notifications import NOTIFICATION_EMAIL, NOTIFICATION_WEBHOOK
 from app.tasks.runner import TaskKind, run_task
 from app.tasks.welcome_email import WELCOME_EMAIL
 
 MUST_COMPLETE: dict[str, TaskKind] = {
-    kind.name: kind for kind in (WELCOME_EMAIL, NOTIFICATION_EMAIL, NOTIFICATION_WEBHOOK)
+    kind.name: kind
+    for kind in (WELCOME_EMAIL, INGEST_UPLOAD, NOTIFICATION_EMAIL, NOTIFICATION_WEBHOOK)
 }
 metrics.declare_kinds(MUST_COMPLETE)
 

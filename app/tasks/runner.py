@@ -19,6 +19,10 @@ what it does (`perform`). `run_task` is what BackgroundTasks and recovery call.
    after an exception. Everything is caught, recorded and logged.
 7. Cut off by shutdown, hand the row back (`retrying`, due now) so the next
    process does not wait for the lease to expire.
+8. Work that may outlast one lease (a long import) has a time limit of its own
+   and renews its lease while it runs, so a live run is never taken over and a
+   dead one still is, once its last renewal runs out. Renewal moves the fencing
+   token, so writes fenced by it hold the token steady (`Lease.held`).
 """
 
 import asyncio
@@ -26,7 +30,8 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -52,25 +57,70 @@ _ERROR_LIMIT = 1000
 _SETTLE_PATIENCE = 0.8  # of the lease
 
 
+class PermanentTaskError(Exception):
+    """The work cannot succeed as it stands (a malformed file, say): fail now, keep the reason."""
+
+
+class LeaseLost(Exception):
+    """Another run took the row over: stop at once, and settle nothing."""
+
+
+class Lease:
+    """A claim's fencing token: the `lease_until` it wrote, moved on by each renewal.
+
+    A write that must only happen while we own the row (a settle, an import's
+    batch) holds the token steady with `held()`, and puts it in its WHERE.
+    """
+
+    def __init__(self, until: datetime) -> None:
+        self.until = until
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[datetime]:
+        """The current token, not renewed until the block ends."""
+        async with self._lock:
+            yield self.until
+
+    async def renew(self, extend: Callable[[datetime], Awaitable[datetime | None]]) -> bool:
+        """Adopt the token `extend(current token)` wrote; False if it found the lease gone."""
+        async with self._lock:
+            renewed = await extend(self.until)
+            if renewed is None:
+                return False
+            self.until = renewed
+            return True
+
+
 @dataclass(frozen=True)
 class Claim:
     """One attempt we own: the row's id, the attempt number, and the columns asked for."""
 
     row_id: uuid.UUID
     attempt: int
-    lease_until: datetime
+    lease: Lease
     row: RowMapping
+
+
+def default_timeout(settings: Settings) -> float:
+    return settings.task_timeout_seconds
 
 
 @dataclass(frozen=True, eq=False)
 class TaskKind:
-    """A kind of must-complete work: its name, its state columns and its business logic."""
+    """A kind of must-complete work: its name, its state columns and its business logic.
+
+    `timeout` is one attempt's time limit. A kind whose attempts may outlast
+    the lease (TASK_LEASE_SECONDS) must set `renews_lease`.
+    """
 
     name: str
     state: TaskState
     perform: Callable[[Runtime, Claim], Awaitable[None]]
     concurrency: Callable[[Settings], int]
     returning: tasks_repo.Returning = ()
+    timeout: Callable[[Settings], float] = default_timeout
+    renews_lease: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,8 +133,9 @@ class _Outcome:
 async def run_task(kind: TaskKind, row_id: uuid.UUID) -> TaskStatus | None:
     """Take one piece of work as far as it can go now; return where it ended.
 
-    None means this run did not act: another run had the row, it was not due,
-    or the database could not be reached. Never raises an Exception.
+    None means this run's outcome does not count: another run had the row (or
+    took it over, its lease having run out), it was not due, or the database
+    could not be reached. Never raises an Exception.
     """
     with log_context(task=kind.name, row_id=str(row_id)):
         try:
@@ -100,6 +151,8 @@ async def run_task(kind: TaskKind, row_id: uuid.UUID) -> TaskStatus | None:
                     if claim is None:
                         return None
                     outcome = await _attempt(runtime, kind, claim)
+                if outcome is None:
+                    return None
                 if outcome.retry_in is None or outcome.retry_in > budget:
                     return outcome.status
                 budget -= outcome.retry_in
@@ -127,7 +180,8 @@ async def run_tasks(kind: TaskKind, row_ids: list[uuid.UUID]) -> list[TaskStatus
     async def attempt(claim: Claim) -> None:
         try:
             with log_context(task=kind.name, row_id=str(claim.row_id)):
-                statuses[claim.row_id] = (await _attempt(runtime, kind, claim)).status
+                outcome = await _attempt(runtime, kind, claim)
+                statuses[claim.row_id] = outcome.status if outcome is not None else None
         except Exception:
             logger.exception("task stopped before settling; recovery will resume it")
         finally:
@@ -176,7 +230,7 @@ async def _claim_many(runtime: Runtime, kind: TaskKind, row_ids: list[uuid.UUID]
         Claim(
             row_id=row[kind.state.id.key],
             attempt=row[kind.state.attempts.key],
-            lease_until=lease_until,
+            lease=Lease(lease_until),
             row=row,
         )
         for row in rows
@@ -199,21 +253,27 @@ async def _claim(runtime: Runtime, kind: TaskKind, row_id: uuid.UUID) -> Claim |
         return None
     metrics.TASKS_STARTED.labels(kind.name).inc()
     attempt = row[kind.state.attempts.key]
-    return Claim(row_id=row_id, attempt=attempt, lease_until=lease_until, row=row)
+    return Claim(row_id=row_id, attempt=attempt, lease=Lease(lease_until), row=row)
 
 
-async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome:
-    """Perform and settle one claimed attempt."""
+async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome | None:
+    """Perform and settle one claimed attempt; None if another run took the row over."""
     settings = runtime.settings
+    timeout = kind.timeout(settings)
     started = time.perf_counter()
-    with log_context(attempt=claim.attempt):
+    with log_context(attempt=claim.attempt), runtime.in_flight.track():
         try:
-            async with asyncio.timeout(settings.task_timeout_seconds):
+            async with asyncio.timeout(timeout), _renewing(runtime, kind, claim):
                 await kind.perform(runtime, claim)
+        except LeaseLost:
+            logger.warning("lease lost: another run owns this row now; stopping")
+            return None
+        except PermanentTaskError as exc:
+            outcome = _Outcome(TaskStatus.FAILED, str(exc))
         except DeliveryError as exc:
             outcome = _after_failure(settings, claim, str(exc), exc.transient, exc.retry_after)
         except TimeoutError:
-            error = f"timed out after {settings.task_timeout_seconds:g}s"
+            error = f"timed out after {timeout:g}s"
             outcome = _after_failure(settings, claim, error, transient=True)
         except asyncio.CancelledError:
             # Shutdown ran out of grace. Hand the row back, due at once, rather
@@ -228,8 +288,60 @@ async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome:
         else:
             outcome = _Outcome(TaskStatus.SUCCEEDED)
         metrics.TASK_DURATION.labels(kind.name).observe(time.perf_counter() - started)
-        await _settle(runtime, kind, claim, outcome)
-        return outcome
+        return outcome if await _settle(runtime, kind, claim, outcome) else None
+
+
+@asynccontextmanager
+async def _renewing(runtime: Runtime, kind: TaskKind, claim: Claim) -> AsyncIterator[None]:
+    """Renew the lease in the background while the block runs, if the kind asks for it."""
+    if not kind.renews_lease:
+        yield
+        return
+    stop = asyncio.Event()
+    heartbeat = asyncio.create_task(_renew_lease(runtime, kind, claim, stop))
+    try:
+        yield
+    finally:
+        # Let a renewal in flight finish and record its token, so the settle
+        # that follows is fenced by the lease the row really has.
+        stop.set()
+        await heartbeat
+
+
+async def _renew_lease(runtime: Runtime, kind: TaskKind, claim: Claim, stop: asyncio.Event) -> None:
+    """Every third of a lease, move it a full lease ahead. Never raises."""
+    seconds = runtime.settings.task_lease_seconds
+
+    async def extend(lease_until: datetime) -> datetime | None:
+        renewed_until = utcnow() + timedelta(seconds=seconds)
+        async with single_statement(runtime.engine) as connection:
+            renewed = await tasks_repo.renew_lease(
+                connection,
+                kind.state,
+                claim.row_id,
+                lease_until=lease_until,
+                renewed_until=renewed_until,
+            )
+        return renewed_until if renewed else None
+
+    while True:
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds / 3)
+        if stop.is_set():
+            return
+        try:
+            renewed = await claim.lease.renew(extend)
+        except (DBAPIError, OSError) as exc:
+            # Two thirds of the lease are left: try again at the next beat.
+            logger.warning("lease renewal failed (%s); trying again", type(exc).__name__)
+            continue
+        except Exception:
+            logger.exception("lease renewal failed unexpectedly; no more renewals")
+            return
+        if not renewed:
+            # The work's own fenced writes will find out, and stop it.
+            logger.warning("lease lost before renewal: another run owns this row now")
+            return
 
 
 def _after_failure(
@@ -255,8 +367,11 @@ def backoff_delay(attempt: int, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))  # noqa: S311 - not crypto
 
 
-async def _settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outcome) -> None:
+async def _settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outcome) -> bool:
     """Record the outcome, retrying while the database is briefly unreachable.
+
+    False if the lease was lost first: another run owns the row, and its
+    outcome is the one that counts.
 
     The side effect has happened (or definitely failed); losing its record
     means recovery repeats it after the lease, so it is worth some patience.
@@ -276,7 +391,7 @@ async def _settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outc
             pause = min(pause * 2, 5.0)
     if not settled:
         logger.warning("lease lost before settling; another run owns this row now")
-        return
+        return False
     _count(kind, outcome.status)
     log = logger.info if outcome.status is TaskStatus.SUCCEEDED else logger.warning
     log(
@@ -284,6 +399,7 @@ async def _settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outc
         outcome.status,
         extra={"fields": {"error": outcome.error} if outcome.error else {}},
     )
+    return True
 
 
 async def _write_settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outcome) -> bool:
@@ -291,12 +407,12 @@ async def _write_settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome:
     next_attempt_at = (
         now + timedelta(seconds=outcome.retry_in) if outcome.retry_in is not None else None
     )
-    async with single_statement(runtime.engine) as connection:
+    async with claim.lease.held() as lease_until, single_statement(runtime.engine) as connection:
         return await tasks_repo.settle(
             connection,
             kind.state,
             claim.row_id,
-            lease_until=claim.lease_until,
+            lease_until=lease_until,
             status=outcome.status,
             now=now,
             last_error=outcome.error[:_ERROR_LIMIT] if outcome.error else None,

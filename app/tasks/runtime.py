@@ -6,8 +6,9 @@ runnable from anywhere, including a future external queue.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -18,6 +19,14 @@ from app.core.db import Database, SessionFactory
 from app.integrations import webhooks
 from app.integrations.mail_capture import MailCapture
 from app.integrations.mailer import Mailer
+from app.tasks.processes import ProcessPool
+
+logger = logging.getLogger(__name__)
+
+# How long shutdown waits for cancelled attempts to hand their rows back.
+_HAND_BACK_SECONDS = 5.0
+# What the CSV workers import once, in the fork server, before any is forked.
+_WORKER_MODULES = ("app.tasks.upload_rows",)
 
 
 class Limiter:
@@ -63,6 +72,35 @@ class Limiter:
             self.release()
 
 
+class InFlight:
+    """Attempts under way in this process, so shutdown can wait for cut-off ones to hand back.
+
+    When the grace runs out, uvicorn cancels the requests still running (and
+    the background tasks in them) and goes straight on to the lifespan
+    shutdown; a cancelled attempt still has to write its hand-back.
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        self._count += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if self._count == 0:
+                self._idle.set()
+
+    async def idle(self) -> None:
+        """Return once no attempt is under way."""
+        await self._idle.wait()
+
+
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
@@ -70,6 +108,8 @@ class Runtime:
     sessions: SessionFactory  # sessions on that same task pool
     mailer: Mailer
     http: httpx.AsyncClient  # webhooks: one pool of connections for the process
+    processes: ProcessPool  # for CPU-heavy work (CSV parsing), off the event loop
+    in_flight: InFlight = field(default_factory=InFlight)
     _limiters: dict[str, Limiter] = field(default_factory=dict)
 
     def limiter(self, kind: str, limit: int) -> Limiter:
@@ -94,7 +134,8 @@ def current() -> Runtime:
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[Runtime]:
-    """Open what tasks need (the mailer or the embedded mail capture, the webhook client)."""
+    """Open what tasks need: the mailer (or the embedded mail capture), the webhook
+    client, and the worker processes for CPU-heavy work."""
     capture: MailCapture | None = None
     if settings.smtp_host:
         mailer = Mailer.from_settings(settings, host=settings.smtp_host, port=settings.smtp_port)
@@ -108,13 +149,20 @@ async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[
         sessions=database.task_sessions,
         mailer=mailer,
         http=webhooks.open_client(settings),
+        processes=ProcessPool(settings.upload_workers, preload=_WORKER_MODULES),
     )
     install(runtime)
     try:
         yield runtime
     finally:
+        try:
+            async with asyncio.timeout(_HAND_BACK_SECONDS):
+                await runtime.in_flight.idle()
+        except TimeoutError:
+            logger.warning("attempts still under way at shutdown; recovery will resume them")
         install(None)
         await runtime.http.aclose()
+        await runtime.processes.close()
         await mailer.close()
         if capture is not None:
             await capture.stop()

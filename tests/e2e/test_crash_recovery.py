@@ -272,6 +272,7 @@ def test_recover_command_completes_work_left_running_with_an_expired_lease(
     ]
     assert [row.split() for row in rows] == [
         ["welcome_email", "3", "3", "0", "0", "0", "0"],
+        ["csv_import", "0", "0", "0", "0", "0", "0"],
         ["notification_email", "0", "0", "0", "0", "0", "0"],
         ["notification_webhook", "0", "0", "0", "0", "0", "0"],
     ]

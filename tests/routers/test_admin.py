@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.models import AuditEntry
 from app.models.base import TaskStatus
-from tests.support.rows import get_user
+from tests.support.rows import get_user, insert_user
 from tests.support.smtp import SMTPServer
 
 TOKEN = "test-admin-token-0123456789abcdef"
@@ -83,13 +83,17 @@ async def test_overview_counts_each_status_and_the_due_backlog(
 
     assert response.status_code == 200
     kinds = {kind["kind"]: kind for kind in response.json()["kinds"]}
-    assert list(kinds) == ["welcome_email", "notification_email", "notification_webhook"]
+    assert list(kinds) == [
+        "welcome_email", "csv_import", "notification_email", "notification_webhook"
+    ]  # fmt: skip
     assert kinds["welcome_email"] == {
         "kind": "welcome_email",
         "counts": {"pending": 0, "running": 0, "retrying": 0, "succeeded": 1, "failed": 2},
         "due": 0,
         "oldest_due_age_seconds": None,
     }
+    for other in ("csv_import", "notification_email", "notification_webhook"):
+        assert sum(kinds[other]["counts"].values()) == 0
 
 
 async def test_dead_letters_are_listed_newest_first_a_page_at_a_time(
@@ -203,3 +207,15 @@ async def test_the_admin_token_never_reaches_the_logs(
     await client.get("/admin/tasks", headers={"Authorization": f"Bearer {TOKEN}x"})
 
     assert TOKEN not in caplog.text
+
+
+async def test_users_owing_no_welcome_email_are_not_counted_as_tasks(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    await sign_up(client, "ok@example.com")
+    await insert_user(app, "quiet@example.com", welcome_status=None, welcome_generation=0)
+
+    response = await client.get("/admin/tasks", headers=AUTH)
+
+    welcome = next(kind for kind in response.json()["kinds"] if kind["kind"] == "welcome_email")
+    assert sum(welcome["counts"].values()) == 1

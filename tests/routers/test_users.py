@@ -5,7 +5,11 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
+from app.tasks.recovery import recover_once
+from app.tasks.runtime import current
+from tests.support.rows import insert_user
 from tests.support.smtp import SMTPServer
 
 PROBLEM = "application/problem+json"
@@ -134,3 +138,39 @@ async def test_resend_for_unknown_user_is_404(client: httpx.AsyncClient) -> None
 
     assert response.status_code == 404
     assert response.json()["type"] == "/problems/user-not-found"
+
+
+async def insert_silent_user(app: FastAPI, email: str = "quiet@example.com") -> uuid.UUID:
+    """A user imported with send_welcome=false: no welcome email owed, none ever sent."""
+    return await insert_user(
+        app, email, welcome_status=None, welcome_generation=0, welcome_next_attempt_at=None
+    )
+
+
+async def test_a_user_owing_no_welcome_email_shows_it_as_null_and_recovery_sends_none(
+    client: httpx.AsyncClient, app: FastAPI, smtp: SMTPServer
+) -> None:
+    user_id = await insert_silent_user(app)
+
+    report = await recover_once(current())
+    body = (await client.get(f"/users/{user_id}")).json()
+
+    assert body["welcome_email"] is None
+    assert report["welcome_email"]["due"] == 0
+    assert smtp.messages == []
+
+
+async def test_resend_to_a_user_owing_no_welcome_email_sends_a_first_one(
+    client: httpx.AsyncClient, app: FastAPI, smtp: SMTPServer
+) -> None:
+    user_id = await insert_silent_user(app)
+
+    response = await client.post(f"/users/{user_id}/welcome-email/resend")
+
+    assert response.status_code == 202
+    assert response.json()["welcome_email"]["status"] == "pending"
+    assert [m.message_id for m in smtp.messages] == [
+        f"<welcome.{user_id}.1@signup-service.localhost>"
+    ]
+    after = (await client.get(f"/users/{user_id}")).json()["welcome_email"]
+    assert after["status"] == "succeeded"

@@ -1,0 +1,160 @@
+"""SQL for uploads: the row, its progress checkpoints, and its rejected rows."""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, func, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from app.models.base import TaskStatus
+from app.models.upload import Upload, UploadRowError
+
+Executor = AsyncConnection | AsyncSession
+
+
+async def insert_upload(
+    session: AsyncSession,
+    *,
+    upload_id: uuid.UUID,
+    filename: str,
+    stored_name: str,
+    size_bytes: int,
+    sha256: str,
+    send_welcome: bool,
+    now: datetime,
+) -> Upload:
+    upload = Upload(
+        id=upload_id,
+        filename=filename,
+        stored_name=stored_name,
+        size_bytes=size_bytes,
+        sha256=sha256,
+        send_welcome=send_welcome,
+        created_at=now,
+        status=TaskStatus.PENDING,
+        attempts=0,
+        next_attempt_at=now,
+        next_offset=0,
+        next_line=1,
+        rows_total=0,
+        rows_imported=0,
+        rows_duplicate=0,
+        rows_rejected=0,
+    )
+    session.add(upload)
+    await session.flush()
+    return upload
+
+
+async def get(session: AsyncSession, upload_id: uuid.UUID) -> Upload | None:
+    return await session.get(Upload, upload_id)
+
+
+async def list_recent(
+    session: AsyncSession, *, before: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[Upload]:
+    """Newest first; `before` is the (created_at, id) to continue after."""
+    statement = select(Upload)
+    if before is not None:
+        statement = statement.where(tuple_(Upload.created_at, Upload.id) < tuple_(*before))
+    statement = statement.order_by(Upload.created_at.desc(), Upload.id.desc()).limit(limit)
+    return list(await session.scalars(statement))
+
+
+async def row_errors(
+    executor: Executor, upload_id: uuid.UUID, *, after_line: int, limit: int
+) -> list[UploadRowError]:
+    """Rejected rows in file order, from the line after `after_line`."""
+    statement = (
+        select(UploadRowError)
+        .where(UploadRowError.upload_id == upload_id, UploadRowError.line > after_line)
+        .order_by(UploadRowError.line)
+        .limit(limit)
+    )
+    return list(await executor.scalars(statement))
+
+
+def _fenced(upload_id: uuid.UUID, lease_until: datetime) -> ColumnElement[bool]:
+    """Only the run holding this lease may write progress: see app.tasks.runner.Lease."""
+    return and_(
+        Upload.id == upload_id,
+        Upload.status == TaskStatus.RUNNING,
+        Upload.lease_until == lease_until,
+    )
+
+
+async def mark_started(
+    connection: AsyncConnection, upload_id: uuid.UUID, *, lease_until: datetime, now: datetime
+) -> bool:
+    """Record when the import first started; False if this run no longer owns the upload."""
+    result = await connection.execute(
+        update(Upload)
+        .where(_fenced(upload_id, lease_until))
+        .values(started_at=func.coalesce(Upload.started_at, now))
+        .returning(Upload.id)
+    )
+    return result.first() is not None
+
+
+async def advance(
+    connection: AsyncConnection,
+    upload_id: uuid.UUID,
+    *,
+    lease_until: datetime,
+    from_offset: int,
+    to_offset: int,
+    next_line: int,
+    rows: int,
+    rejected: int,
+    ignored_columns: list[str],
+) -> bool:
+    """Move the checkpoint past one batch and count its rows; False if not ours to move.
+
+    The first statement of a batch's transaction: fenced by the lease and by
+    the offset the batch started at, it also locks the upload row, so a run
+    that took over waits for this batch to commit (or roll back) and then
+    resumes exactly after it.
+    """
+    result = await connection.execute(
+        update(Upload)
+        .where(_fenced(upload_id, lease_until), Upload.next_offset == from_offset)
+        .values(
+            next_offset=to_offset,
+            next_line=next_line,
+            rows_total=Upload.rows_total + rows,
+            rows_rejected=Upload.rows_rejected + rejected,
+            ignored_columns=ignored_columns,
+        )
+        .returning(Upload.id)
+    )
+    return result.first() is not None
+
+
+async def count_imported(
+    connection: AsyncConnection, upload_id: uuid.UUID, *, imported: int, duplicate: int
+) -> None:
+    await connection.execute(
+        update(Upload)
+        .where(Upload.id == upload_id)
+        .values(
+            rows_imported=Upload.rows_imported + imported,
+            rows_duplicate=Upload.rows_duplicate + duplicate,
+        )
+    )
+
+
+async def add_row_errors(
+    connection: AsyncConnection,
+    upload_id: uuid.UUID,
+    rejected: Sequence[tuple[int, str, str, str]],
+) -> None:
+    if not rejected:
+        return
+    await connection.execute(
+        insert(UploadRowError),
+        [
+            {"upload_id": upload_id, "line": line, "email": email, "name": name, "reason": reason}
+            for line, email, name, reason in rejected
+        ],
+    )

@@ -1,0 +1,145 @@
+"""/uploads: CSV bulk imports, answered at once and ingested in the background."""
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from app.core.errors import (
+    EmptyUpload,
+    IdempotencyKeyInProgress,
+    InvalidQuery,
+    InvalidUpload,
+    UnsupportedUpload,
+    UploadNotFound,
+    UploadTooLarge,
+    problem_responses,
+)
+from app.routers.deps import AuditDep, DatabaseDep, IdempotencyKeyHeader, SessionDep, SettingsDep
+from app.routers.signups import replay
+from app.schemas.upload import UploadPage, UploadRead
+from app.services import uploads
+from app.services.idempotency import StoredResponse
+from app.services.uploads import upload_location
+from app.tasks.ingest_upload import ingest_upload
+
+router = APIRouter(prefix="/uploads", tags=["uploads"])
+
+# The body is read as a stream by the service, not declared as FastAPI form
+# parameters (which would spool the whole file first); this tells OpenAPI,
+# and so Swagger UI, what to send.
+_MULTIPART_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "UTF-8 CSV with a header naming `email` and `name`.",
+                        },
+                        "send_welcome": {
+                            "type": "boolean",
+                            "default": True,
+                            "description": "Owe each imported user a welcome email.",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=UploadRead,
+    summary="Upload a CSV of people; they are imported in the background",
+    responses=problem_responses(
+        UploadTooLarge,
+        UnsupportedUpload,
+        EmptyUpload,
+        InvalidUpload,
+        IdempotencyKeyInProgress,
+        body=True,
+    ),
+    openapi_extra=_MULTIPART_BODY,
+)
+async def create_upload(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    background_tasks: BackgroundTasks,
+    audit: AuditDep,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> UploadRead | JSONResponse:
+    outcome = await uploads.create(
+        session,
+        settings,
+        request.stream(),
+        content_type=request.headers.get("content-type"),
+        content_length=request.headers.get("content-length"),
+        idempotency_key=idempotency_key,
+    )
+    if isinstance(outcome, StoredResponse):
+        return replay(outcome)
+    # The file and the owed import are committed: scheduling now cannot lose
+    # the import, only delay it until recovery if this process dies first.
+    background_tasks.add_task(ingest_upload, outcome.id)
+    audit.record("upload.created", f"uploads/{outcome.id}")
+    response.headers["Location"] = upload_location(outcome.id)
+    return outcome
+
+
+@router.get(
+    "",
+    response_model=UploadPage,
+    summary="Recent uploads, newest first, a page at a time",
+    responses=problem_responses(InvalidQuery),
+)
+async def list_uploads(
+    session: SessionDep,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> UploadPage:
+    return await uploads.recent(session, cursor=cursor, limit=limit)
+
+
+@router.get(
+    "/{upload_id}",
+    response_model=UploadRead,
+    summary="An upload's import: status, counts (updated per batch), first rejected rows",
+    responses=problem_responses(UploadNotFound),
+)
+async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
+    return await uploads.get(session, upload_id)
+
+
+@router.get(
+    "/{upload_id}/errors.csv",
+    response_class=StreamingResponse,
+    summary="Every rejected row with its line number and reason, as CSV",
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "CSV with the columns line, email, name, reason",
+        },
+        **problem_responses(UploadNotFound),
+    },
+)
+async def upload_errors(
+    upload_id: uuid.UUID, session: SessionDep, database: DatabaseDep
+) -> StreamingResponse:
+    await uploads.ensure_exists(session, upload_id)
+    return StreamingResponse(
+        uploads.errors_csv(database.request_sessions, upload_id),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="upload-{upload_id}-errors.csv"'},
+    )

@@ -1,0 +1,92 @@
+"""CSV uploads as the API shows them: the file, the import's status and its counts."""
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from app.models.base import TaskStatus
+from app.models.upload import Upload, UploadRowError
+
+
+class UploadRowErrorRead(BaseModel):
+    line: int = Field(description="Where the row starts in the file; the header is line 1.")
+    email: str = Field(description="The email cell as the file had it.")
+    name: str = Field(description="The name cell as the file had it.")
+    reason: str
+
+    @classmethod
+    def from_model(cls, error: UploadRowError) -> "UploadRowErrorRead":
+        return cls(line=error.line, email=error.email, name=error.name, reason=error.reason)
+
+
+class UploadSummary(BaseModel):
+    id: uuid.UUID
+    filename: str = Field(description="As the client named it; the file is stored elsewhere.")
+    size_bytes: int
+    sha256: str
+    send_welcome: bool
+    status: TaskStatus = Field(description="pending, running, retrying, succeeded or failed")
+    attempts: int
+    rows_total: int = Field(description="Rows read so far (the header and blank lines aside).")
+    rows_imported: int = Field(description="New users created.")
+    rows_duplicate: int = Field(
+        description="Rows whose email was already registered, or appeared earlier in the file."
+    )
+    rows_rejected: int = Field(description="Rows refused; see errors.csv.")
+    ignored_columns: list[str] = Field(description="Header columns other than email and name.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None = Field(description="When the import succeeded or failed.")
+    last_error: str | None = Field(
+        description="Why the import failed (a bad header, say), or why its last attempt did."
+    )
+
+    @classmethod
+    def fields_from(cls, upload: Upload) -> dict[str, object]:
+        return {
+            "id": upload.id,
+            "filename": upload.filename,
+            "size_bytes": upload.size_bytes,
+            "sha256": upload.sha256,
+            "send_welcome": upload.send_welcome,
+            "status": upload.status,
+            "attempts": upload.attempts,
+            "rows_total": upload.rows_total,
+            "rows_imported": upload.rows_imported,
+            "rows_duplicate": upload.rows_duplicate,
+            "rows_rejected": upload.rows_rejected,
+            "ignored_columns": upload.ignored_columns or [],
+            "created_at": upload.created_at,
+            "started_at": upload.started_at,
+            "finished_at": upload.succeeded_at or upload.failed_at,
+            "last_error": upload.last_error,
+        }
+
+    @classmethod
+    def from_model(cls, upload: Upload) -> "UploadSummary":
+        return cls.model_validate(cls.fields_from(upload))
+
+
+class UploadRead(UploadSummary):
+    first_errors: list[UploadRowErrorRead] = Field(
+        description="The first rejected rows, in file order; errors_csv has them all."
+    )
+    errors_csv: str = Field(description="Every rejected row with its line and reason, as CSV.")
+
+    @classmethod
+    def with_errors(cls, upload: Upload, errors: list[UploadRowError]) -> "UploadRead":
+        return cls.model_validate(
+            {
+                **cls.fields_from(upload),
+                "first_errors": [UploadRowErrorRead.from_model(error) for error in errors],
+                "errors_csv": f"/uploads/{upload.id}/errors.csv",
+            }
+        )
+
+
+class UploadPage(BaseModel):
+    items: list[UploadSummary]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )

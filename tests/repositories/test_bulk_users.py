@@ -1,0 +1,101 @@
+"""Adding users in bulk on PostgreSQL: COPY, then an INSERT that skips registered addresses."""
+
+import asyncio
+import uuid
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import insert, select, text
+
+from app.models import User
+from app.models.base import TaskStatus, utcnow
+from app.repositories import bulk_users
+from tests.conftest import truncate_all
+from tests.support.postgres import PostgresCluster
+from tests.support.waiting import eventually_async
+
+
+@pytest.fixture
+def database_url(postgres: PostgresCluster | None, postgres_url: str) -> str:
+    """PostgreSQL only: COPY and the race below are PostgreSQL's."""
+    assert postgres is not None
+    truncate_all(postgres, postgres_url)
+    return postgres_url
+
+
+async def names_by_email(app: FastAPI) -> dict[str, str]:
+    async with app.state.database.request_sessions() as session:
+        rows = await session.execute(select(User.email, User.name))
+        return {row.email: row.name for row in rows}
+
+
+async def test_registered_addresses_are_skipped_and_new_ones_added_in_line_order(
+    app: FastAPI,
+) -> None:
+    engine = app.state.database.task_engine
+    now = utcnow()
+    async with engine.begin() as connection:
+        first = await bulk_users.copy_new(
+            connection, b'2,ada@example.com,"Lovelace, Ada"\n', send_welcome=True, now=now
+        )
+    async with engine.begin() as connection:
+        second = await bulk_users.copy_new(
+            connection,
+            b"2,bob@example.com,Bob\n3,ada@example.com,Ada\n",
+            send_welcome=False,
+            now=now,
+        )
+
+    assert (first, second) == (1, 1)
+    assert await names_by_email(app) == {
+        "ada@example.com": "Lovelace, Ada",
+        "bob@example.com": "Bob",
+    }
+    async with app.state.database.request_sessions() as session:
+        rows = await session.execute(select(User.email, User.welcome_status))
+        states = {row.email: row.welcome_status for row in rows}
+    assert states == {"ada@example.com": TaskStatus.PENDING, "bob@example.com": None}
+
+
+async def test_a_signup_racing_the_import_of_its_address_is_skipped_not_an_error(
+    app: FastAPI,
+) -> None:
+    engine = app.state.database.task_engine
+    now = utcnow()
+    async with engine.connect() as signup:
+        # A signup for an address the batch holds, committed while the batch's INSERT runs.
+        await signup.execute(
+            insert(User).values(
+                id=uuid.uuid4(), email="race@example.com", name="Signed up", created_at=now,
+                welcome_status=TaskStatus.PENDING, welcome_generation=1, welcome_attempts=0,
+            )
+        )  # fmt: skip
+
+        async def import_batch() -> int:
+            async with engine.begin() as connection:
+                return await bulk_users.copy_new(
+                    connection,
+                    b"2,ada@example.com,Ada\n3,race@example.com,Race\n4,bob@example.com,Bob\n",
+                    send_welcome=False,
+                    now=now,
+                )
+
+        importing = asyncio.create_task(import_batch())
+
+        async def import_waits_for_the_signup() -> bool:
+            async with engine.connect() as probe:
+                waiting = await probe.scalar(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                )
+            return bool(waiting)
+
+        await eventually_async(import_waits_for_the_signup, what="the INSERT to meet the signup")
+        await signup.commit()
+        imported = await asyncio.wait_for(importing, 10)
+
+    assert imported == 2
+    assert await names_by_email(app) == {
+        "ada@example.com": "Ada",
+        "bob@example.com": "Bob",
+        "race@example.com": "Signed up",
+    }

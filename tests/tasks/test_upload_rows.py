@@ -1,0 +1,286 @@
+"""Parsing and validating a stored CSV upload, batch by batch (no database: pure functions)."""
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.tasks.upload_rows import BadHeader, Batch, read_batch
+
+MAX_LINE = 200
+
+
+def stored(tmp_path: Path, content: bytes) -> Path:
+    path = tmp_path / "upload.csv"
+    path.write_bytes(content)
+    return path
+
+
+def read_all(path: Path, batch_rows: int = 1000, max_line_bytes: int = MAX_LINE) -> Batch:
+    """Every batch from the start, merged, as the ingestion task would read them."""
+    merged = Batch()
+    offset, line = 0, 1
+    while True:
+        batch = read_batch(path, offset, line, max_rows=batch_rows, max_line_bytes=max_line_bytes)
+        merged.valid += batch.valid
+        merged.distinct += batch.distinct
+        merged.repeated += batch.repeated
+        merged.rejected += batch.rejected
+        merged.ignored_columns = batch.ignored_columns
+        offset, line = batch.next_offset, batch.next_line
+        if batch.finished:
+            merged.next_offset, merged.next_line, merged.finished = offset, line, True
+            return merged
+
+
+def reasons(batch: Batch) -> dict[int, str]:
+    return {line: reason for line, _email, _name, reason in batch.rejected}
+
+
+@pytest.mark.parametrize(
+    ("header", "complaint"),
+    [
+        (b"emial,name", "missing: email; found: emial, name"),
+        (b"email,nmae", "missing: name; found: email, nmae"),
+        (b"email", "missing: name; found: email"),
+        (b"ada@example.com,Ada", "missing: email, name; found: ada@example.com, Ada"),
+        (b"email,name,EMAIL", "names the email column more than once"),
+        (b"e\xe9mail,name", "not valid UTF-8"),
+        (b"email,name," + b"x" * MAX_LINE, f"longer than {MAX_LINE} bytes"),
+    ],
+)
+def test_a_header_without_email_and_name_columns_fails_the_file_with_a_clear_reason(
+    tmp_path: Path, header: bytes, complaint: str
+) -> None:
+    path = stored(tmp_path, header + b"\nada@example.com,Ada\n")
+
+    with pytest.raises(BadHeader, match=complaint.replace("(", r"\(")):
+        read_all(path)
+
+
+def test_a_file_of_blank_lines_has_no_header(tmp_path: Path) -> None:
+    with pytest.raises(BadHeader, match="no header row, only blank lines"):
+        read_all(stored(tmp_path, b"\n\r\n  \n"))
+
+
+def test_header_is_case_insensitive_in_any_order_and_extra_columns_are_reported_once(
+    tmp_path: Path,
+) -> None:
+    path = stored(
+        tmp_path,
+        b" Name ,Company,EMAIL,,notes\nAda,Analytical,ada@example.com,,x\nBob,,bob@example.com,,\n",
+    )
+
+    batch = read_all(path)
+
+    assert batch.valid == [(2, "ada@example.com", "Ada"), (3, "bob@example.com", "Bob")]
+    assert batch.ignored_columns == ["Company", "(column 4)", "notes"]
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
+    path = stored(tmp_path, "\ufeffemail,name\nada@example.com,Ada\n".encode())
+
+    assert read_all(path).valid == [(2, "ada@example.com", "Ada")]
+
+
+def test_crlf_and_lf_line_ends_and_a_missing_final_newline_read_alike(tmp_path: Path) -> None:
+    rows = ["email,name", "ada@example.com,Ada", "bob@example.com,Bob"]
+    lf = read_all(stored(tmp_path, "\n".join(rows).encode() + b"\n"))
+    crlf = read_all(stored(tmp_path, "\r\n".join(rows).encode() + b"\r\n"))
+    unterminated = read_all(stored(tmp_path, "\r\n".join(rows).encode()))
+
+    assert lf.valid == crlf.valid == unterminated.valid
+    assert lf.valid == [(2, "ada@example.com", "Ada"), (3, "bob@example.com", "Bob")]
+
+
+def test_quoted_fields_keep_commas_and_newlines_and_line_numbers_stay_physical(
+    tmp_path: Path,
+) -> None:
+    path = stored(
+        tmp_path,
+        b'email,name,notes\n"ada@example.com","Lovelace, Ada","first\r\nprogrammer"\n'
+        b'bob@example.com,"Bob\nthe Builder",\n'
+        b'carol@example.com,Carol,"say ""hi"""\n',
+    )
+
+    batch = read_all(path)
+
+    assert batch.valid == [
+        (2, "ada@example.com", "Lovelace, Ada"),
+        (6, "carol@example.com", "Carol"),
+    ]
+    # A newline inside a name is read correctly, then refused like a signup's.
+    assert reasons(batch) == {4: "name: must not contain control characters or line breaks"}
+
+
+def test_latin_1_bytes_reject_their_row_with_its_line_number_and_the_rest_goes_on(
+    tmp_path: Path,
+) -> None:
+    path = stored(
+        tmp_path,
+        b"email,name\nada@example.com,Ada\n"
+        + "zoe@example.com,Zoé\n".encode("latin-1")
+        + b"bob@example.com,Bob\n",
+    )
+
+    batch = read_all(path)
+
+    assert batch.valid == [(2, "ada@example.com", "Ada"), (4, "bob@example.com", "Bob")]
+    [(line, email, name, reason)] = batch.rejected
+    assert (line, email, name) == (3, "zoe@example.com", "Zo\ufffd")
+    assert reason == "not valid UTF-8 (byte 0xE9 on line 3); save the file as UTF-8"
+
+
+def test_a_line_over_the_limit_is_rejected_unread_and_the_rest_goes_on(tmp_path: Path) -> None:
+    path = stored(
+        tmp_path,
+        b"email,name\n"
+        + b"long@example.com," + b"x" * 10 * MAX_LINE + b"\n"
+        + b"ada@example.com,Ada\n",
+    )  # fmt: skip
+
+    batch = read_all(path)
+
+    assert reasons(batch) == {2: f"longer than {MAX_LINE} bytes (an unclosed quote?)"}
+    assert batch.valid == [(3, "ada@example.com", "Ada")]
+
+
+def test_an_unclosed_quote_swallows_at_most_the_line_limit(tmp_path: Path) -> None:
+    rows = b"".join(b"user%d@example.com,User %d\n" % (n, n) for n in range(20))
+    path = stored(tmp_path, b'email,name\nada@example.com,"Ada\n' + rows)
+
+    batch = read_all(path)
+
+    assert list(reasons(batch)) == [2]
+    assert len(batch.valid) > 10  # the rows after the swallowed ones are read again
+    assert batch.valid[-1] == (22, "user19@example.com", "User 19")
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (b"ada@example.com", "1 fields where the header has 2"),
+        (b"ada@example.com,Lovelace, Ada", "3 fields where the header has 2 (a comma in an"),
+        (b"not-an-email,Ada", "email: An email address must have an @-sign."),
+        (b"ada@localhost,Ada", "email: The part after the @-sign is not valid. It should have"),
+        (b"ada@example.com," + b"x" * 101, "name: String should have at most 100 characters"),
+        (b"ada@example.com,Bell\x07", "name: must not contain control characters"),
+        (b"ada@example.com,  ", "name: String should have at least 1 character"),
+        (b"Ada <ada@example.com>,Ada", "email: A display name and angle brackets"),
+    ],
+)
+def test_rows_are_validated_like_signups_and_rejected_with_the_reason(
+    tmp_path: Path, row: bytes, reason: str
+) -> None:
+    path = stored(tmp_path, b"email,name\n" + row + b"\nbob@example.com,Bob\n")
+
+    batch = read_all(path)
+
+    assert list(reasons(batch)) == [2]
+    assert reasons(batch)[2].startswith(reason)
+    assert batch.valid == [(3, "bob@example.com", "Bob")]
+
+
+def test_case_variants_are_one_address_kept_once_and_counted_again(tmp_path: Path) -> None:
+    path = stored(tmp_path, b"email,name\n Ada@Example.COM ,Ada\nada@example.com,Ada again\n")
+
+    batch = read_all(path)
+
+    assert batch.valid == [(2, "ada@example.com", "Ada")]
+    assert batch.repeated == 1
+
+
+def test_blank_lines_and_rows_of_empty_cells_are_skipped_uncounted(tmp_path: Path) -> None:
+    path = stored(
+        tmp_path, b"email,name\n\nada@example.com,Ada\n,\n \n\r\nbob@example.com,Bob\n,,\n"
+    )
+
+    batch = read_all(path)
+
+    assert batch.valid == [(3, "ada@example.com", "Ada"), (7, "bob@example.com", "Bob")]
+    assert batch.rejected == []
+
+
+def test_a_header_only_file_is_finished_with_no_rows(tmp_path: Path) -> None:
+    batch = read_all(stored(tmp_path, b"email,name\r\n"))
+
+    assert (batch.valid, batch.rejected, batch.finished) == ([], [], True)
+
+
+def test_a_batch_ends_on_a_record_boundary_the_next_batch_starts_from(tmp_path: Path) -> None:
+    path = stored(tmp_path, b'email,name\na@example.com,"A\nB"\nb@example.com,B\nc@example.com,C\n')
+
+    first = read_batch(path, 0, 1, max_rows=1, max_line_bytes=MAX_LINE)
+    second = read_batch(
+        path, first.next_offset, first.next_line, max_rows=1, max_line_bytes=MAX_LINE
+    )
+
+    assert (first.next_line, first.finished) == (4, False)
+    assert path.read_bytes()[first.next_offset :].startswith(b"b@example.com")
+    assert second.valid == [(4, "b@example.com", "B")]
+
+
+cells = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
+# A few addresses in several spellings, so batches meet the same person again.
+addresses = st.sampled_from(["ada@example.com", "ADA@Example.com", " bob@example.org ", "c@d.io"])
+names = st.sampled_from(["Ada", "Lovelace, Ada", 'Say "hi"', "Zoë", "Two\nLines"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.one_of(addresses, addresses, cells), st.one_of(names, names, cells)),
+        max_size=30,
+    ),
+    batch_rows=st.integers(min_value=1, max_value=7),
+    line_end=st.sampled_from(["\n", "\r\n"]),
+)
+def test_reading_in_batches_gives_what_one_pass_gives(
+    tmp_path_factory: pytest.TempPathFactory,
+    rows: list[tuple[str, str]],
+    batch_rows: int,
+    line_end: str,
+) -> None:
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator=line_end)
+    writer.writerow(["email", "name"])
+    writer.writerows(rows)
+    path = stored(tmp_path_factory.mktemp("rows"), buffer.getvalue().encode())
+
+    in_batches = read_all(path, batch_rows=batch_rows)
+    at_once = read_all(path, batch_rows=10_000)
+
+    # Each batch keeps an address once; across batches, the database does.
+    first_seen: dict[str, tuple[int, str, str]] = {}
+    for row in in_batches.valid:
+        first_seen.setdefault(row[1], row)
+    assert list(first_seen.values()) == at_once.valid
+    assert in_batches.valid_rows == at_once.valid_rows
+    assert in_batches.rejected == at_once.rejected
+    assert in_batches.next_offset == path.stat().st_size
+
+
+def test_for_copy_the_valid_rows_come_as_csv_postgresql_reads_back_alike(tmp_path: Path) -> None:
+    path = stored(
+        tmp_path,
+        b'email,name\nada@example.com,"Lovelace, Ada"\nbob@example.com,"Bob ""the"" Builder"\n'
+        b"ADA@example.com,Again\nbad,Eve\n",
+    )
+
+    rows = read_batch(path, 0, 1, max_rows=100, max_line_bytes=MAX_LINE)
+    copied = read_batch(path, 0, 1, max_rows=100, max_line_bytes=MAX_LINE, for_copy=True)
+
+    assert copied.valid == []
+    assert (copied.distinct, copied.repeated, copied.rows) == (2, 1, 4)
+    parsed = [(int(n), e, m) for n, e, m in csv.reader(io.StringIO(copied.valid_csv.decode()))]
+    assert (
+        parsed
+        == rows.valid
+        == [
+            (2, "ada@example.com", "Lovelace, Ada"),
+            (3, "bob@example.com", 'Bob "the" Builder'),
+        ]
+    )
