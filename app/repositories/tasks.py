@@ -69,23 +69,6 @@ def _claim_statement(state: TaskState, returning: Returning) -> Update:
     now: BindParameter[datetime] = bindparam("now")
     return (
         update(state.model)
-        .where(state.id == bindparam("row_id"), or_(_due(state, now), _abandoned(state, now)))
-        .values(
-            {
-                state.status: TaskStatus.RUNNING,
-                state.lease_until: bindparam("lease"),
-                state.attempts: state.attempts + 1,
-            }
-        )
-        .returning(state.attempts, *returning)
-    )
-
-
-@cache
-def _claim_many_statement(state: TaskState, returning: Returning) -> Update:
-    now: BindParameter[datetime] = bindparam("now")
-    return (
-        update(state.model)
         .where(
             state.id.in_(bindparam("row_ids", expanding=True)),
             or_(_due(state, now), _abandoned(state, now)),
@@ -101,7 +84,7 @@ def _claim_many_statement(state: TaskState, returning: Returning) -> Update:
     )
 
 
-async def claim_many(
+async def claim(
     executor: Executor,
     state: TaskState,
     row_ids: list[uuid.UUID],
@@ -110,29 +93,13 @@ async def claim_many(
     lease_until: datetime,
     returning: Returning = (),
 ) -> list[RowMapping]:
-    """`claim` for several rows in one statement; returns the rows won (others are taken)."""
+    """Take those of the rows that are due or abandoned, with one atomic conditional
+    UPDATE ... RETURNING; returns the rows won (the others are someone else's)."""
     result = await executor.execute(
-        _claim_many_statement(state, returning),
+        _claim_statement(state, returning),
         {"row_ids": row_ids, "now": now, "lease": lease_until},
     )
     return list(result.mappings())
-
-
-async def claim(
-    executor: Executor,
-    state: TaskState,
-    row_id: uuid.UUID,
-    *,
-    now: datetime,
-    lease_until: datetime,
-    returning: Returning = (),
-) -> RowMapping | None:
-    """Take the row if it is due or abandoned: one atomic conditional UPDATE ... RETURNING."""
-    result = await executor.execute(
-        _claim_statement(state, returning),
-        {"row_id": row_id, "now": now, "lease": lease_until},
-    )
-    return result.mappings().one_or_none()
 
 
 def _fenced(state: TaskState) -> Update:

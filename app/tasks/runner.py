@@ -217,7 +217,7 @@ async def _claim_many(runtime: Runtime, kind: TaskKind, row_ids: list[uuid.UUID]
     now = utcnow()
     lease_until = now + timedelta(seconds=runtime.settings.task_lease_seconds)
     async with single_statement(runtime.engine) as connection:
-        rows = await tasks_repo.claim_many(
+        rows = await tasks_repo.claim(
             connection,
             kind.state,
             row_ids,
@@ -238,22 +238,8 @@ async def _claim_many(runtime: Runtime, kind: TaskKind, row_ids: list[uuid.UUID]
 
 
 async def _claim(runtime: Runtime, kind: TaskKind, row_id: uuid.UUID) -> Claim | None:
-    now = utcnow()
-    lease_until = now + timedelta(seconds=runtime.settings.task_lease_seconds)
-    async with single_statement(runtime.engine) as connection:
-        row = await tasks_repo.claim(
-            connection,
-            kind.state,
-            row_id,
-            now=now,
-            lease_until=lease_until,
-            returning=kind.returning,
-        )
-    if row is None:
-        return None
-    metrics.TASKS_STARTED.labels(kind.name).inc()
-    attempt = row[kind.state.attempts.key]
-    return Claim(row_id=row_id, attempt=attempt, lease=Lease(lease_until), row=row)
+    claims = await _claim_many(runtime, kind, [row_id])
+    return claims[0] if claims else None
 
 
 async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome | None:

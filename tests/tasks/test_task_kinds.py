@@ -32,14 +32,12 @@ async def test_a_kind_claims_only_its_own_rows(app: FastAPI) -> None:
     now = utcnow()
 
     async with single_statement(current().engine) as connection:
-        other = await tasks_repo.claim(connection, ADA_ONLY, bob, now=now, lease_until=now)
-        mine = await tasks_repo.claim(connection, ADA_ONLY, ada, now=now, lease_until=now)
-        many = await tasks_repo.claim_many(
-            connection, BOB_ONLY, [ada, bob], now=now, lease_until=now
-        )
+        other = await tasks_repo.claim(connection, ADA_ONLY, [bob], now=now, lease_until=now)
+        mine = await tasks_repo.claim(connection, ADA_ONLY, [ada], now=now, lease_until=now)
+        many = await tasks_repo.claim(connection, BOB_ONLY, [ada, bob], now=now, lease_until=now)
 
-    assert other is None
-    assert mine is not None
+    assert other == []
+    assert [row["id"] for row in mine] == [ada]
     assert [row["id"] for row in many] == [bob]
 
 
