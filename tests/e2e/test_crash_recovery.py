@@ -48,6 +48,17 @@ def insert_owed_users(
     )
 
 
+async def until_every_welcome_succeeded(
+    cluster: PostgresCluster, url: str, count: int, *, timeout: float
+) -> None:
+    await eventually(
+        lambda: welcome_statuses(cluster, url) == {"succeeded": count},
+        timeout=timeout,
+        interval=0.5,
+        what=f"all {count} welcome emails to succeed",
+    )
+
+
 def assert_each_delivered_once(smtp: SMTPServer, expected: int) -> None:
     counts = smtp.message_id_counts()
     duplicates = {message_id: n for message_id, n in counts.items() if n > 1}
@@ -87,12 +98,7 @@ async def test_kill_9_while_smtp_holds_every_message_then_each_welcome_arrives_e
     smtp.unstall()  # the mail server is healthy again
     start_server(env)
 
-    await eventually(
-        lambda: welcome_statuses(cluster, url) == {"succeeded": 200},
-        timeout=90,
-        interval=0.5,
-        what="every welcome email to succeed",
-    )
+    await until_every_welcome_succeeded(cluster, url, 200, timeout=90)
     assert_each_delivered_once(smtp, 200)
 
 
@@ -141,12 +147,7 @@ async def test_sigterm_past_the_grace_hands_work_back_and_a_restart_delivers_it_
     smtp.unstall()
     start_server(env)
 
-    await eventually(
-        lambda: welcome_statuses(cluster, url) == {"succeeded": 10},
-        timeout=30,
-        interval=0.5,
-        what="the handed-back emails to be delivered",
-    )
+    await until_every_welcome_succeeded(cluster, url, 10, timeout=30)
     assert_each_delivered_once(smtp, 10)
 
 
@@ -162,12 +163,7 @@ async def test_two_servers_recovering_500_due_rows_send_500_messages_without_dup
 
     servers = [start_server(env), start_server(env)]
 
-    await eventually(
-        lambda: welcome_statuses(cluster, url) == {"succeeded": 500},
-        timeout=90,
-        interval=0.5,
-        what="all 500 to be delivered",
-    )
+    await until_every_welcome_succeeded(cluster, url, 500, timeout=90)
     assert_each_delivered_once(smtp, 500)
     started = [started_count(server, "t" * 32) for server in servers]
     assert sum(started) == 500  # every claim won exactly once, across both servers
@@ -227,12 +223,7 @@ async def test_a_20s_database_outage_with_due_work_ends_with_everything_delivere
 
         await eventually_async(ready, timeout=30, what="/readyz to recover")
 
-    await eventually(
-        lambda: welcome_statuses(cluster, url) == {"succeeded": 50},
-        timeout=60,
-        interval=0.5,
-        what="the due work to be delivered after the outage",
-    )
+    await until_every_welcome_succeeded(cluster, url, 50, timeout=60)
     assert_each_delivered_once(smtp, 50)
     assert server.process.pid == pid
     assert "recovery pass failed" in server.log()  # it noticed the outage, and carried on

@@ -6,12 +6,11 @@ from tests.e2e.test_crash_recovery import (
     assert_each_delivered_once,
     sign_up_many,
     started_count,
-    welcome_statuses,
+    until_every_welcome_succeeded,
 )
 from tests.support.postgres import PostgresCluster
 from tests.support.server import ServerProcess
 from tests.support.smtp import SMTPServer
-from tests.support.waiting import eventually
 
 TOKEN = "w" * 32
 
@@ -26,12 +25,7 @@ async def test_two_workers_serve_signups_and_any_worker_reports_the_metrics_of_b
     server = start_server({**server_env, "ADMIN_TOKEN": TOKEN}, "--workers", "2")
 
     await sign_up_many(server.base_url, 40)
-    await eventually(
-        lambda: welcome_statuses(cluster, url) == {"succeeded": 40},
-        timeout=60,
-        interval=0.3,
-        what="all welcome emails",
-    )
+    await until_every_welcome_succeeded(cluster, url, 40, timeout=60)
 
     assert_each_delivered_once(smtp, 40)
     # Connections land on either worker; each scrape must add up both.
