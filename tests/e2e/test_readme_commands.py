@@ -42,11 +42,6 @@ def fresh_copy(destination: Path) -> Path:
     return destination
 
 
-def test_readme_names_the_run_and_test_commands() -> None:
-    assert readme_command("uv run python -m app serve")
-    assert readme_command("uv run pytest")
-
-
 async def test_readme_run_command_serves_signups_and_captures_mail_in_a_fresh_copy(
     tmp_path: Path,
 ) -> None:
