@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy.dialects import postgresql
 
 from app.models.notification import NOTIFICATION_STATES, Channel
+from app.models.upload import INGEST_STATE
 from app.models.user import WELCOME_STATE
 from app.repositories.tasks import due_statement
 from tests.conftest import truncate_all
@@ -107,4 +108,51 @@ def test_each_channels_due_notifications_are_found_through_the_partial_indexes(
 
     assert "ix_notifications_due" in plan
     assert "ix_notifications_lease" in plan
+    assert "Seq Scan" not in plan
+
+
+@pytest.fixture
+def many_finished_uploads(postgres: PostgresCluster | None, postgres_url: str) -> PostgresCluster:
+    """50,000 uploads, all imported but a handful."""
+    assert postgres is not None
+    truncate_all(postgres, postgres_url)
+    postgres.psql(
+        """
+        INSERT INTO uploads (id, filename, stored_name, size_bytes, sha256, send_welcome,
+                             created_at, status, attempts, next_attempt_at, lease_until,
+                             succeeded_at, next_offset, next_line, rows_total, rows_imported,
+                             rows_duplicate, rows_rejected)
+        SELECT gen_random_uuid(), 'people.csv', 'u' || n || '.csv', 10, repeat('0', 64), true,
+               now(),
+               CASE WHEN n % 10000 = 0 THEN 'pending'
+                    WHEN n % 10000 = 1 THEN 'running' ELSE 'succeeded' END,
+               1,
+               CASE WHEN n % 10000 = 0 THEN now() END,
+               CASE WHEN n % 10000 = 1 THEN now() END,
+               CASE WHEN n % 10000 > 1 THEN now() END,
+               0, 1, 0, 0, 0, 0
+        FROM generate_series(1, 50000) AS n;
+        ANALYZE uploads;
+        """,
+        database=postgres_url.rsplit("/", 1)[1],
+    )
+    return postgres
+
+
+def test_due_uploads_are_found_through_the_partial_indexes(
+    many_finished_uploads: PostgresCluster, postgres_url: str
+) -> None:
+    now = datetime.now(UTC)
+    statement = due_statement(
+        INGEST_STATE, now=now, due_before=now - timedelta(seconds=10), limit=500
+    )
+    sql = statement.compile(
+        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
+    )
+
+    plan = many_finished_uploads.psql(f"EXPLAIN {sql}", database=postgres_url.rsplit("/", 1)[1])
+
+    assert "ix_uploads_due" in plan
+    assert "ix_uploads_lease" in plan
     assert "Seq Scan" not in plan
