@@ -34,7 +34,7 @@ def fingerprint(payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def reserve(
+async def _reserve(
     session: AsyncSession, *, scope: str, key: str, digest: str, now: datetime
 ) -> StoredResponse | None:
     """Take the key (None: go ahead) or return the first response to replay.
@@ -56,7 +56,7 @@ async def reserve(
     return StoredResponse(record.response_status, record.response_body, record.response_location)
 
 
-async def remember(
+async def _remember(
     session: AsyncSession, *, scope: str, key: str, response: StoredResponse
 ) -> None:
     await idempotency_repo.store_response(
@@ -67,3 +67,28 @@ async def remember(
         body=response.body,
         location=response.location,
     )
+
+
+@dataclass(frozen=True)
+class IdempotencyGuard:
+    """One request's Idempotency-Key, if it sent one: reserve before the work, remember after.
+
+    Without a key both steps do nothing, so a service reads the same either way.
+    """
+
+    scope: str
+    key: str | None
+
+    async def reserve(
+        self, session: AsyncSession, request: Any, now: datetime
+    ) -> StoredResponse | None:
+        """The first response to replay, or None to go ahead (`request` is fingerprinted)."""
+        if self.key is None:
+            return None
+        return await _reserve(
+            session, scope=self.scope, key=self.key, digest=fingerprint(request), now=now
+        )
+
+    async def remember(self, session: AsyncSession, response: StoredResponse) -> None:
+        if self.key is not None:
+            await _remember(session, scope=self.scope, key=self.key, response=response)

@@ -11,8 +11,7 @@ from app.repositories import notifications as notifications_repo
 from app.repositories import users as users_repo
 from app.schemas.notification import NotificationCreate, NotificationPage, NotificationRead
 from app.services import cursor as page_cursor
-from app.services import idempotency
-from app.services.idempotency import StoredResponse
+from app.services.idempotency import IdempotencyGuard, StoredResponse
 
 IDEMPOTENCY_SCOPE = "POST /users/{user_id}/notifications"
 
@@ -25,18 +24,12 @@ async def create(
 ) -> NotificationRead | StoredResponse:
     """The new notification, committed with its pending delivery; or the first response again."""
     now = utcnow()
+    guard = IdempotencyGuard(IDEMPOTENCY_SCOPE, idempotency_key)
     async with session.begin():
-        if idempotency_key is not None:
-            replay = await idempotency.reserve(
-                session,
-                scope=IDEMPOTENCY_SCOPE,
-                key=idempotency_key,
-                # The user is part of the request: one key for two users is a reuse.
-                digest=idempotency.fingerprint({"user_id": user_id, **payload.model_dump()}),
-                now=now,
-            )
-            if replay is not None:
-                return replay
+        # The user is part of the request: one key for two users is a reuse.
+        replay = await guard.reserve(session, {"user_id": user_id, **payload.model_dump()}, now)
+        if replay is not None:
+            return replay
         found, webhook_url = await users_repo.webhook_url_for_share(session, user_id)
         if not found:
             raise UserNotFound(f"no user with id {user_id}")
@@ -53,15 +46,10 @@ async def create(
             now=now,
         )
         created = NotificationRead.from_model(notification)
-        if idempotency_key is not None:
-            await idempotency.remember(
-                session,
-                scope=IDEMPOTENCY_SCOPE,
-                key=idempotency_key,
-                response=StoredResponse(
-                    202, created.model_dump(mode="json"), notification_location(created.id)
-                ),
-            )
+        await guard.remember(
+            session,
+            StoredResponse(202, created.model_dump(mode="json"), notification_location(created.id)),
+        )
     # Committed: only now may the caller schedule the delivery.
     return created
 

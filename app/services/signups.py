@@ -8,8 +8,7 @@ from app.integrations.webhooks import new_secret
 from app.models.base import utcnow
 from app.repositories import users as users_repo
 from app.schemas.user import UserCreate, UserWithWebhookSecret
-from app.services import idempotency
-from app.services.idempotency import StoredResponse
+from app.services.idempotency import IdempotencyGuard, StoredResponse
 from app.services.webhooks import vet_url
 
 IDEMPOTENCY_SCOPE = "POST /signups"
@@ -29,18 +28,12 @@ async def create(
     webhook_url = await vet_url(payload.webhook_url, settings) if payload.webhook_url else None
     secret = new_secret() if webhook_url else None
     now = utcnow()
+    guard = IdempotencyGuard(IDEMPOTENCY_SCOPE, idempotency_key)
     async with session.begin():
-        if idempotency_key is not None:
-            replay = await idempotency.reserve(
-                session,
-                scope=IDEMPOTENCY_SCOPE,
-                key=idempotency_key,
-                # Without None fields: a body without webhook_url fingerprints as before.
-                digest=idempotency.fingerprint(payload.model_dump(exclude_none=True)),
-                now=now,
-            )
-            if replay is not None:
-                return replay
+        # Without None fields: a body without webhook_url fingerprints as before.
+        replay = await guard.reserve(session, payload.model_dump(exclude_none=True), now)
+        if replay is not None:
+            return replay
         user = await users_repo.insert(
             session,
             email=payload.email,
@@ -52,16 +45,11 @@ async def create(
         if user is None:
             raise EmailAlreadyRegistered(f"{payload.email} is already registered")
         created = UserWithWebhookSecret.from_model(user)
-        if idempotency_key is not None:
-            # Stored before the secret is added: the stored copy never holds it.
-            await idempotency.remember(
-                session,
-                scope=IDEMPOTENCY_SCOPE,
-                key=idempotency_key,
-                response=StoredResponse(
-                    201, created.model_dump(mode="json"), user_location(user.id)
-                ),
-            )
+        # Stored before the secret is added: the stored copy never holds it.
+        await guard.remember(
+            session,
+            StoredResponse(201, created.model_dump(mode="json"), user_location(user.id)),
+        )
     # Committed: only now may the caller schedule the welcome email.
     return created.model_copy(update={"webhook_secret": secret})
 

@@ -15,8 +15,8 @@ from app.models.upload import Upload
 from app.repositories import uploads as uploads_repo
 from app.schemas.upload import UploadPage, UploadRead, UploadSummary
 from app.services import cursor as page_cursor
-from app.services import idempotency, upload_storage
-from app.services.idempotency import StoredResponse
+from app.services import upload_storage
+from app.services.idempotency import IdempotencyGuard, StoredResponse
 from app.services.upload_storage import ReceivedFile
 
 IDEMPOTENCY_SCOPE = "POST /uploads"
@@ -56,20 +56,13 @@ async def _record(
     session: AsyncSession, received: ReceivedFile, idempotency_key: str | None
 ) -> UploadRead | StoredResponse:
     now = utcnow()
+    guard = IdempotencyGuard(IDEMPOTENCY_SCOPE, idempotency_key)
     async with session.begin():
-        if idempotency_key is not None:
-            replay = await idempotency.reserve(
-                session,
-                scope=IDEMPOTENCY_SCOPE,
-                key=idempotency_key,
-                # The same bytes and the same choice: the same request.
-                digest=idempotency.fingerprint(
-                    {"sha256": received.sha256, "send_welcome": received.send_welcome}
-                ),
-                now=now,
-            )
-            if replay is not None:
-                return replay
+        # The same bytes and the same choice: the same request.
+        request = {"sha256": received.sha256, "send_welcome": received.send_welcome}
+        replay = await guard.reserve(session, request, now)
+        if replay is not None:
+            return replay
         upload = await uploads_repo.insert_upload(
             session,
             upload_id=received.upload_id,
@@ -81,15 +74,8 @@ async def _record(
             now=now,
         )
         created = UploadRead.with_errors(upload, [])
-        if idempotency_key is not None:
-            await idempotency.remember(
-                session,
-                scope=IDEMPOTENCY_SCOPE,
-                key=idempotency_key,
-                response=StoredResponse(
-                    202, created.model_dump(mode="json"), upload_location(upload.id)
-                ),
-            )
+        response = StoredResponse(202, created.model_dump(mode="json"), upload_location(upload.id))
+        await guard.remember(session, response)
     # Committed: only now may the caller schedule the import.
     return created
 
