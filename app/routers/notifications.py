@@ -15,8 +15,8 @@ from app.core.errors import (
     WebhookNotConfigured,
     problem_responses,
 )
-from app.routers.deps import AuditDep, IdempotencyKeyHeader, SessionDep
-from app.routers.signups import replay
+from app.routers.deps import AuditDep, SessionDep
+from app.routers.idempotency import IdempotencyKeyHeader, replay
 from app.schemas.notification import NotificationCreate, NotificationPage, NotificationRead
 from app.services import notifications
 from app.services.idempotency import StoredResponse

@@ -9,7 +9,8 @@ from app.core.errors import (
     WebhookUrlRefused,
     problem_responses,
 )
-from app.routers.deps import AuditDep, IdempotencyKeyHeader, SessionDep, SettingsDep
+from app.routers.deps import AuditDep, SessionDep, SettingsDep
+from app.routers.idempotency import IdempotencyKeyHeader, replay
 from app.schemas.user import UserCreate, UserWithWebhookSecret
 from app.services import signups
 from app.services.idempotency import StoredResponse
@@ -47,11 +48,3 @@ async def create_signup(
     audit.record("user.signed_up", f"users/{outcome.id}", webhook=outcome.webhook_url is not None)
     response.headers["Location"] = user_location(outcome.id)
     return outcome
-
-
-def replay(stored: StoredResponse) -> JSONResponse:
-    """The first response to a repeated Idempotency-Key, marked as a replay."""
-    headers = {"Idempotent-Replayed": "true"}
-    if stored.location:
-        headers["Location"] = stored.location
-    return JSONResponse(stored.body, status_code=stored.status_code, headers=headers)

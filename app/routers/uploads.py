@@ -16,8 +16,8 @@ from app.core.errors import (
     UploadTooLarge,
     problem_responses,
 )
-from app.routers.deps import AuditDep, DatabaseDep, IdempotencyKeyHeader, SessionDep, SettingsDep
-from app.routers.signups import replay
+from app.routers.deps import AuditDep, DatabaseDep, SessionDep, SettingsDep
+from app.routers.idempotency import IdempotencyKeyHeader, replay
 from app.schemas.upload import UploadPage, UploadRead
 from app.services import uploads
 from app.services.idempotency import StoredResponse
