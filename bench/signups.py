@@ -117,7 +117,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--saturation-requests", type=int, default=1500)
     parser.add_argument("--smtp-delay", type=float, default=0.2)
-    parser.add_argument("--smtp-pool-size", type=int, default=32)
+    parser.add_argument(
+        "--smtp-pool-size",
+        type=int,
+        default=16,
+        help="SMTP connections, i.e. emails in flight: enough for (b) to keep up at the "
+        "moderate rate (16 x 5/s > 50/s)",
+    )
     args = parser.parse_args()
 
     results: dict[tuple[str, str], list[Measured]] = {}
