@@ -6,11 +6,23 @@ import pytest
 from sqlalchemy.dialects import postgresql
 
 from app.models.notification import NOTIFICATION_STATES, Channel
+from app.models.task_state import TaskState
 from app.models.upload import INGEST_STATE
 from app.models.user import WELCOME_STATE
 from app.repositories.tasks import due_statement
 from tests.conftest import truncate_all
 from tests.support.postgres import PostgresCluster
+
+
+def due_work_plan(cluster: PostgresCluster, postgres_url: str, state: TaskState) -> str:
+    """PostgreSQL's plan for recovery's due-work query over `state`."""
+    now = datetime.now(UTC)
+    statement = due_statement(state, now=now, due_before=now - timedelta(seconds=10), limit=500)
+    sql = statement.compile(
+        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
+        compile_kwargs={"literal_binds": True},
+    )
+    return cluster.psql(f"EXPLAIN {sql}", database=postgres_url.rsplit("/", 1)[1])
 
 
 @pytest.fixture
@@ -42,16 +54,7 @@ def many_settled_users(postgres: PostgresCluster | None, postgres_url: str) -> P
 def test_due_work_is_found_through_the_partial_indexes(
     many_settled_users: PostgresCluster, postgres_url: str
 ) -> None:
-    now = datetime.now(UTC)
-    statement = due_statement(
-        WELCOME_STATE, now=now, due_before=now - timedelta(seconds=10), limit=500
-    )
-    sql = statement.compile(
-        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
-        compile_kwargs={"literal_binds": True},
-    )
-
-    plan = many_settled_users.psql(f"EXPLAIN {sql}", database=postgres_url.rsplit("/", 1)[1])
+    plan = due_work_plan(many_settled_users, postgres_url, WELCOME_STATE)
 
     assert "ix_users_welcome_due" in plan
     assert "ix_users_welcome_lease" in plan
@@ -93,18 +96,7 @@ def many_delivered_notifications(
 def test_each_channels_due_notifications_are_found_through_the_partial_indexes(
     many_delivered_notifications: PostgresCluster, postgres_url: str, channel: Channel
 ) -> None:
-    now = datetime.now(UTC)
-    statement = due_statement(
-        NOTIFICATION_STATES[channel], now=now, due_before=now - timedelta(seconds=10), limit=500
-    )
-    sql = statement.compile(
-        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
-        compile_kwargs={"literal_binds": True},
-    )
-
-    plan = many_delivered_notifications.psql(
-        f"EXPLAIN {sql}", database=postgres_url.rsplit("/", 1)[1]
-    )
+    plan = due_work_plan(many_delivered_notifications, postgres_url, NOTIFICATION_STATES[channel])
 
     assert "ix_notifications_due" in plan
     assert "ix_notifications_lease" in plan
@@ -142,16 +134,7 @@ def many_finished_uploads(postgres: PostgresCluster | None, postgres_url: str) -
 def test_due_uploads_are_found_through_the_partial_indexes(
     many_finished_uploads: PostgresCluster, postgres_url: str
 ) -> None:
-    now = datetime.now(UTC)
-    statement = due_statement(
-        INGEST_STATE, now=now, due_before=now - timedelta(seconds=10), limit=500
-    )
-    sql = statement.compile(
-        dialect=postgresql.dialect(),  # type: ignore[no-untyped-call]
-        compile_kwargs={"literal_binds": True},
-    )
-
-    plan = many_finished_uploads.psql(f"EXPLAIN {sql}", database=postgres_url.rsplit("/", 1)[1])
+    plan = due_work_plan(many_finished_uploads, postgres_url, INGEST_STATE)
 
     assert "ix_uploads_due" in plan
     assert "ix_uploads_lease" in plan
