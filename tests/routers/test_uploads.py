@@ -302,6 +302,27 @@ async def test_a_messy_file_imports_its_good_rows_and_lists_every_bad_one_in_err
     assert errors[4].startswith("8,carol@example.com,Carol,2 fields where the header has 3")
 
 
+async def test_rows_with_addresses_the_service_cannot_deliver_are_rejected_with_the_reason(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    rows = [
+        "jos\u00e9@example.com,Jos\u00e9",  # needs SMTPUTF8
+        "\uff41\uff44\uff41@example.com,Ada",  # fullwidth look-alike
+        "a" * 65 + "@example.com,Long",
+        "zoe@ex\u00e4mple.com,Zo\u00eb",  # an internationalised domain is fine
+    ]
+
+    response = await upload(client, csv_of(*rows))
+
+    body = (await client.get(response.headers["location"])).json()
+    assert (body["rows_imported"], body["rows_rejected"]) == (1, 3)
+    assert await emails(app) == ["zoe@ex\u00e4mple.com"]
+    reasons = [error["reason"] for error in body["first_errors"]]
+    assert "Internationalized characters before the @-sign" in reasons[0]
+    assert "Internationalized characters before the @-sign" in reasons[1]
+    assert "too long before the @-sign" in reasons[2]
+
+
 async def test_errors_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas(
     client: httpx.AsyncClient,
 ) -> None:
