@@ -85,6 +85,14 @@ class WebhookNotConfigured(ServiceError):
     title = "The user has no webhook URL"
 
 
+class NotSendableByEmail(ServiceError):
+    """What the mail would carry cannot be sent as it stands: no retry could change that."""
+
+    status = 422
+    slug = "not-sendable-by-email"
+    title = "Cannot be sent by email"
+
+
 class IdempotencyKeyReused(ServiceError):
     status = 422
     slug = "idempotency-key-reused"

@@ -208,3 +208,21 @@ async def test_past_the_backlog_limit_work_waits_in_the_database_not_in_memory(
         last = await session.get(User, user_ids[2])
     assert last is not None
     assert (last.welcome_status, last.welcome_attempts) == (TaskStatus.PENDING, 0)
+
+
+async def test_a_stored_address_that_needs_smtputf8_fails_at_once_without_a_traceback(
+    app: FastAPI, smtp: SMTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Such addresses are refused now; one stored before fails once, with its reason."""
+    user_id = await insert_pending_user(app, "josé@example.com", "José")
+
+    status = await send_welcome_email(user_id)
+
+    assert status is TaskStatus.FAILED
+    async with app.state.database.request_sessions() as session:
+        user = await session.get(User, user_id)
+    assert user is not None
+    assert user.welcome_attempts == 1
+    assert "cannot be sent without SMTPUTF8" in (user.welcome_last_error or "")
+    assert smtp.data_commands == 0
+    assert not [record for record in caplog.records if record.exc_info]
