@@ -24,9 +24,11 @@ SessionFactory = async_sessionmaker[AsyncSession]
 def create_engine(settings: Settings, *, pool_size: int) -> AsyncEngine:
     """An engine for the configured database, tuned for its dialect."""
     url = settings.resolved_database_url
+    # A statement's parameters (addresses, names, webhook secrets) never reach an
+    # error message, and so never a log line or a task's last_error.
     if settings.is_sqlite:
         ensure_sqlite_directory(url)
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, hide_parameters=True)
         make_sqlite_safe_for_concurrency(engine)
         return engine
     # max_overflow=0: overflow connections are closed on return, so a burst above
@@ -42,6 +44,7 @@ def create_engine(settings: Settings, *, pool_size: int) -> AsyncEngine:
         max_overflow=0,
         pool_timeout=10,
         pool_recycle=1800,
+        hide_parameters=True,
         connect_args={"server_settings": {"application_name": "signup-service"}},
     )
 
