@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
 from app.core.config import Settings
 
 SessionFactory = async_sessionmaker[AsyncSession]
+# How long a connection waits for SQLite's write lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def create_engine(settings: Settings, *, pool_size: int) -> AsyncEngine:
@@ -86,9 +88,10 @@ def make_sqlite_safe_for_concurrency(engine: AsyncEngine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
+        # First: switching the journal mode may itself have to wait for a lock.
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -114,6 +117,21 @@ class Database:
 
     @classmethod
     def open(cls, settings: Settings) -> "Database":
+        if settings.is_sqlite:
+            # SQLite has one writer at a time, and every transaction here takes the
+            # write lock (BEGIN IMMEDIATE). Connections waiting for it poll with
+            # sleeps, so among many of them a busy one (an import's batches) can
+            # starve the others past any busy timeout. One connection, shared by
+            # requests and background work, makes them wait in the pool's queue
+            # instead: first come, first served.
+            engine = create_engine(settings, pool_size=1)
+            sessions = create_session_factory(engine)
+            return cls(
+                request_engine=engine,
+                task_engine=engine,
+                request_sessions=sessions,
+                task_sessions=sessions,
+            )
         request_engine = create_engine(settings, pool_size=settings.database_pool_size)
         task_engine = create_engine(settings, pool_size=settings.task_database_pool_size)
         return cls(
@@ -125,4 +143,5 @@ class Database:
 
     async def close(self) -> None:
         await self.request_engine.dispose()
-        await self.task_engine.dispose()
+        if self.task_engine is not self.request_engine:
+            await self.task_engine.dispose()
