@@ -13,10 +13,11 @@ from typing import Any, ClassVar, cast
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.db import is_database_unavailable
 from app.schemas.problem import FieldError, Problem
 
 logger = logging.getLogger(__name__)
@@ -298,7 +299,12 @@ async def _http_error(request: Request, raised: Exception) -> JSONResponse:
 async def _database_unavailable(request: Request, raised: Exception) -> JSONResponse:
     # A dropped or refused database connection is the server's trouble, but not a
     # bug: the pool has discarded the dead connections and a retry will likely work.
-    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, raised)
+    # Any other database error is a bug, and answered as one.
+    if not is_database_unavailable(raised):
+        return await _unexpected_error(request, raised)
+    logger.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, _briefly(raised)
+    )
     return problem_response(
         Problem(
             type=ServiceUnavailable.problem_type(),
@@ -309,6 +315,14 @@ async def _database_unavailable(request: Request, raised: Exception) -> JSONResp
         ),
         headers={"Retry-After": "1"},
     )
+
+
+def _briefly(exc: BaseException) -> str:
+    """The innermost error's type and first line: the driver's words, not the statement."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    return f"{type(root).__name__}: {str(root).partition(chr(10))[0][:200]}"
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -329,6 +343,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for unavailable in (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError):
+    # Every database error a request can meet, and the network errors a driver raises
+    # while connecting: 503 when the database is unavailable, 500 otherwise.
+    for unavailable in (DBAPIError, PoolTimeoutError, OSError):
         app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

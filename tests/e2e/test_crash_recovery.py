@@ -5,10 +5,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
-import pytest
 
 from tests.support.postgres import PostgresCluster
 from tests.support.server import PROJECT_ROOT, ServerProcess
@@ -178,19 +177,6 @@ def started_count(server: ServerProcess, token: str) -> int:
         if line.startswith('signup_tasks_started_total{kind="welcome_email"}')
     )  # fmt: skip
     return int(float(line.split()[-1]))
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[tuple[PostgresCluster, str]]:
-    """A PostgreSQL server of this test's own, since the test stops it."""
-    from app.core import migrations  # noqa: PLC0415
-
-    cluster = PostgresCluster()
-    cluster.start()
-    url = cluster.create_database("outage")
-    migrations.upgrade(url)
-    yield cluster, url
-    cluster.remove()
 
 
 async def test_a_20s_database_outage_with_due_work_ends_with_everything_delivered(
