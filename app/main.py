@@ -13,6 +13,7 @@ from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestIdMiddleware
+from app.core.security_headers import SecurityHeadersMiddleware
 from app.core.shutdown import Shutdown
 from app.routers import admin, health, notifications, signups, uploads, users
 from app.tasks.recovery import run_recovery_loop
@@ -82,6 +83,8 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
     app.state.watch_signals = watch_signals
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    docs = [app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url]
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=[path for path in docs if path])
     app.include_router(signups.router)
     app.include_router(users.router)
     app.include_router(notifications.router)

@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.db import is_database_unavailable
+from app.core.security_headers import API_HEADERS
 from app.schemas.problem import FieldError, Problem
 
 logger = logging.getLogger(__name__)
@@ -334,7 +335,10 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
             status=500,
             detail="The error was logged; the request can be retried.",
             instance=request.url.path,
-        )
+        ),
+        # Sent from outside every middleware (Starlette's ServerErrorMiddleware), so
+        # the security headers come with it here.
+        headers={**API_HEADERS, "Cache-Control": "no-store"},
     )
 
 
