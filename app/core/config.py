@@ -91,6 +91,17 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr | None = None
 
+    # What one client may make the server hold, and for how long. Header limits and
+    # the header timeout are the HTTP server's (`python -m app serve`), since they
+    # apply before any application code runs; the body limits are the app's.
+    http_json_body_max_bytes: int = Field(default=128 * 1024, ge=1024)
+    http_header_max_bytes: int = Field(default=16 * 1024, ge=1024)
+    http_header_max_count: int = Field(default=100, ge=10)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_keepalive_timeout_seconds: int = Field(default=5, ge=1)
+    http_body_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_body_min_bytes_per_second: int = Field(default=1024, ge=0)
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str | None) -> str | None:
