@@ -18,7 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.db import is_database_unavailable
-from app.core.security_headers import API_HEADERS
+from app.core.security_headers import API_HEADERS, DEFAULT_HEADERS
 from app.schemas.problem import FieldError, Problem
 
 logger = logging.getLogger(__name__)
@@ -323,7 +323,8 @@ def _briefly(exc: BaseException) -> str:
     root = exc
     while root.__cause__ is not None:
         root = root.__cause__
-    return f"{type(root).__name__}: {str(root).partition(chr(10))[0][:200]}"
+    first_line = str(root).partition("\n")[0]
+    return f"{type(root).__name__}: {first_line[:200]}"
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -338,7 +339,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
         ),
         # Sent from outside every middleware (Starlette's ServerErrorMiddleware), so
         # the security headers come with it here.
-        headers={**API_HEADERS, "Cache-Control": "no-store"},
+        headers={**API_HEADERS, **DEFAULT_HEADERS},
     )
 
 

@@ -24,7 +24,7 @@ API_HEADERS: dict[str, str] = {
     "Cross-Origin-Resource-Policy": "same-origin",
 }
 # Set only where a route has not chosen its own.
-_DEFAULTS = {"Cache-Control": "no-store"}
+DEFAULT_HEADERS = {"Cache-Control": "no-store"}
 # Sent over HTTPS only: over plain HTTP browsers ignore it, and it must not pin a
 # host that is not served over TLS.
 _HSTS = ("Strict-Transport-Security", "max-age=31536000")
@@ -82,7 +82,7 @@ class SecurityHeadersMiddleware:
 def _add(headers: MutableHeaders, values: dict[str, str], https: bool) -> None:
     for name, value in values.items():
         headers[name] = value
-    for name, value in _DEFAULTS.items():
+    for name, value in DEFAULT_HEADERS.items():
         headers.setdefault(name, value)
     if https:
         headers[_HSTS[0]] = _HSTS[1]
