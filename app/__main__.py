@@ -2,15 +2,18 @@
 
 import argparse
 import asyncio
+import functools
 import logging
 import os
 import sys
 import tempfile
+from typing import cast
 
 import uvicorn
 
 from app.core import migrations
 from app.core.config import Settings
+from app.core.connection_limits import GuardedHttpToolsProtocol, HeadLimits
 from app.core.logging import configure_logging
 
 logger = logging.getLogger("app")
@@ -24,6 +27,14 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Workers count into files here; a scrape of any one of them sums them all.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="signup-metrics-")
+    head_limits = HeadLimits(
+        max_bytes=settings.http_header_max_bytes,
+        max_count=settings.http_header_max_count,
+        timeout=settings.http_header_timeout_seconds,
+    )
+    # uvicorn takes a protocol class; a partial of one builds the same protocols
+    # (and, unlike a class made here, pickles by reference for --workers).
+    protocol = functools.partial(GuardedHttpToolsProtocol, limits=head_limits)
     uvicorn.run(
         "app.main:create_server_app",
         factory=True,
@@ -31,6 +42,8 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_config=None,
+        http=cast("type[asyncio.Protocol]", protocol),
+        timeout_keep_alive=settings.http_keepalive_timeout_seconds,
         proxy_headers=True,
         # uvicorn waits for in-flight requests forever by default; then a deploy
         # hangs until the orchestrator kills us. Work cut off here is recovered.

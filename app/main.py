@@ -13,6 +13,8 @@ from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestIdMiddleware
+from app.core.request_limits import BodyLimits, RequestLimitsMiddleware
+from app.core.security_headers import SecurityHeadersMiddleware
 from app.core.shutdown import Shutdown
 from app.routers import admin, health, notifications, signups, uploads, users
 from app.tasks.recovery import run_recovery_loop
@@ -78,10 +80,18 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.settings = settings or Settings()
+    settings = app.state.settings = settings or Settings()
     app.state.watch_signals = watch_signals
     install_error_handlers(app)
+    limits = BodyLimits(
+        max_bytes=settings.http_json_body_max_bytes,
+        idle_timeout=settings.http_body_idle_timeout_seconds,
+        min_bytes_per_second=settings.http_body_min_bytes_per_second,
+    )
+    app.add_middleware(RequestLimitsMiddleware, limits=limits)
     app.add_middleware(RequestIdMiddleware)
+    docs = [app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url]
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=[path for path in docs if path])
     app.include_router(signups.router)
     app.include_router(users.router)
     app.include_router(notifications.router)

@@ -1,11 +1,13 @@
 """Settings read from the environment (and `.env`), validated once at start."""
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 SmtpTls = Literal["none", "starttls", "tls"]
 
@@ -18,6 +20,12 @@ _ASYNC_DRIVERS = {
 }
 
 
+class HidesPassword:
+    """Marks a URL setting whose password is a secret, like every SecretStr setting."""
+
+
+_HIDDEN = "**********"
+
 _PLACEHOLDERS = {"change-me", "changeme", "secret", "admin", "token", "password"}
 _MIN_SECRET_LENGTH = 32
 
@@ -25,14 +33,18 @@ _MIN_SECRET_LENGTH = 32
 class Settings(BaseSettings):
     """Every knob of the service; `.env.example` documents each one."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    # hide_input_in_errors: pydantic would print the input of a failed check, and
+    # for a model-level check that is every setting, secrets included.
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     app_env: Literal["development", "production"] = "development"
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
     data_dir: Path = Path("data")
-    database_url: str | None = Field(
+    database_url: Annotated[str | None, HidesPassword()] = Field(
         default=None,
         description="Any SQLAlchemy async URL; unset means a SQLite file in DATA_DIR.",
     )
@@ -79,12 +91,29 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr | None = None
 
+    # What one client may make the server hold, and for how long. Header limits and
+    # the header timeout are the HTTP server's (`python -m app serve`), since they
+    # apply before any application code runs; the body limits are the app's.
+    http_json_body_max_bytes: int = Field(default=128 * 1024, ge=1024)
+    http_header_max_bytes: int = Field(default=16 * 1024, ge=1024)
+    http_header_max_count: int = Field(default=100, ge=10)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_keepalive_timeout_seconds: int = Field(default=5, ge=1)
+    http_body_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    http_body_min_bytes_per_second: int = Field(default=1024, ge=0)
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str | None) -> str | None:
         if not value:
             return None
-        url = make_url(value)
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError):
+            # Not the parser's message: it may quote the URL, password and all.
+            raise ValueError(
+                "DATABASE_URL is not a valid URL (driver://user:password@host:port/database)"
+            ) from None
         driver = _ASYNC_DRIVERS.get(url.drivername)
         if driver is None:
             raise ValueError(
@@ -92,6 +121,16 @@ class Settings(BaseSettings):
                 f"or SQLite (sqlite+aiosqlite://), not {url.drivername!r}"
             )
         return url.set(drivername=driver).render_as_string(hide_password=False)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _without_secrets(exc) from None
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            yield name, _shown(name, value) if name is not None else value
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> "Settings":
@@ -143,3 +182,45 @@ class Settings(BaseSettings):
     def mail_dir(self) -> Path:
         """Where the embedded SMTP capture saves messages when SMTP_HOST is unset."""
         return self.data_dir / "mail"
+
+
+def _secret_kind(name: str) -> str | None:
+    """'secret' for a SecretStr setting, 'url' for a URL whose password is one, else None."""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return None
+    if SecretStr in (field.annotation, *get_args(field.annotation)):
+        return "secret"
+    if any(isinstance(marker, HidesPassword) for marker in field.metadata):
+        return "url"
+    return None
+
+
+def _shown(name: str, value: Any) -> Any:
+    """A setting's value as errors and the repr may show it."""
+    kind = _secret_kind(name)
+    if kind == "secret" and value is not None:
+        return _HIDDEN
+    if kind == "url" and isinstance(value, str):
+        try:
+            return make_url(value).render_as_string(hide_password=True)
+        except (ArgumentError, ValueError):
+            return _HIDDEN
+    return value
+
+
+def _without_secrets(exc: ValidationError) -> ValidationError:
+    """The same errors, with every secret in their inputs hidden.
+
+    Hiding the input from the message is not enough: `errors()` and `json()`
+    still carry it, and anything may log those.
+    """
+    details: list[Any] = []
+    for error in exc.errors():
+        value = error["input"]
+        if isinstance(value, dict):
+            value = {key: _shown(str(key), item) for key, item in value.items()}
+        elif error["loc"]:
+            value = _shown(str(error["loc"][0]), value)
+        details.append({**error, "input": value})
+    return ValidationError.from_exception_data(exc.title, details, hide_input=True)

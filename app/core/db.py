@@ -6,8 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -19,14 +22,18 @@ from sqlalchemy.ext.asyncio import (
 from app.core.config import Settings
 
 SessionFactory = async_sessionmaker[AsyncSession]
+# How long a connection waits for SQLite's write lock before "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def create_engine(settings: Settings, *, pool_size: int) -> AsyncEngine:
     """An engine for the configured database, tuned for its dialect."""
     url = settings.resolved_database_url
+    # A statement's parameters (addresses, names, webhook secrets) never reach an
+    # error message, and so never a log line or a task's last_error.
     if settings.is_sqlite:
         ensure_sqlite_directory(url)
-        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+        engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, hide_parameters=True)
         make_sqlite_safe_for_concurrency(engine)
         return engine
     # max_overflow=0: overflow connections are closed on return, so a burst above
@@ -36,14 +43,73 @@ def create_engine(settings: Settings, *, pool_size: int) -> AsyncEngine:
     # checkout. After a database restart the first statement on a dead connection
     # fails instead, SQLAlchemy discards the whole pool, and that one request gets
     # a 503 (see app.core.errors); recycling bounds how stale a connection gets.
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=10,
         pool_recycle=1800,
+        hide_parameters=True,
         connect_args={"server_settings": {"application_name": "signup-service"}},
     )
+    discard_broken_connections(engine)
+    return engine
+
+
+# SQLSTATEs of a server that is gone, going or not there yet: connection exceptions
+# (class 08), admin and crash shutdown, "the database system is starting up" or
+# "shutting down" (57P01-57P03), too many connections (53300).
+_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps: a driver's error inside SQLAlchemy's, and so on."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """Whether the error means the connection itself is lost or unusable.
+
+    Besides the server's own SQLSTATEs, asyncpg reports a connection cut in
+    the middle of an operation as a client-side error, and one left mid-way
+    by it as "cannot switch to state N; another operation is in progress".
+    """
+    for error in _causes(exc):
+        if isinstance(error, OSError | asyncpg.InterfaceError | asyncpg.InternalClientError):
+            return True
+        sqlstate = getattr(error, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNREACHABLE_SQLSTATES):
+            return True
+    return False
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether a request that met this error would likely succeed if retried shortly:
+    the database is down, restarting, overloaded or locked, not the request at fault."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    return is_connection_failure(exc)
+
+
+def discard_broken_connections(engine: AsyncEngine) -> None:
+    """Treat every connection failure as a disconnect, so the pool drops the connection.
+
+    SQLAlchemy's asyncpg dialect only recognises a connection asyncpg has
+    closed; one broken mid-operation went back to the pool, and the next
+    request to draw it failed as well.
+    """
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        if not context.is_disconnect and is_connection_failure(context.original_exception):
+            context.is_disconnect = True
 
 
 @asynccontextmanager
@@ -83,9 +149,10 @@ def make_sqlite_safe_for_concurrency(engine: AsyncEngine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
         cursor = dbapi_connection.cursor()
+        # First: switching the journal mode may itself have to wait for a lock.
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -111,6 +178,21 @@ class Database:
 
     @classmethod
     def open(cls, settings: Settings) -> "Database":
+        if settings.is_sqlite:
+            # SQLite has one writer at a time, and every transaction here takes the
+            # write lock (BEGIN IMMEDIATE). Connections waiting for it poll with
+            # sleeps, so among many of them a busy one (an import's batches) can
+            # starve the others past any busy timeout. One connection, shared by
+            # requests and background work, makes them wait in the pool's queue
+            # instead: first come, first served.
+            engine = create_engine(settings, pool_size=1)
+            sessions = create_session_factory(engine)
+            return cls(
+                request_engine=engine,
+                task_engine=engine,
+                request_sessions=sessions,
+                task_sessions=sessions,
+            )
         request_engine = create_engine(settings, pool_size=settings.database_pool_size)
         task_engine = create_engine(settings, pool_size=settings.task_database_pool_size)
         return cls(
@@ -122,4 +204,5 @@ class Database:
 
     async def close(self) -> None:
         await self.request_engine.dispose()
-        await self.task_engine.dispose()
+        if self.task_engine is not self.request_engine:
+            await self.task_engine.dispose()

@@ -13,10 +13,12 @@ from typing import Any, ClassVar, cast
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.db import is_database_unavailable
+from app.core.security_headers import API_HEADERS, DEFAULT_HEADERS
 from app.schemas.problem import FieldError, Problem
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,14 @@ class WebhookNotConfigured(ServiceError):
     status = 422
     slug = "webhook-not-configured"
     title = "The user has no webhook URL"
+
+
+class NotSendableByEmail(ServiceError):
+    """What the mail would carry cannot be sent as it stands: no retry could change that."""
+
+    status = 422
+    slug = "not-sendable-by-email"
+    title = "Cannot be sent by email"
 
 
 class IdempotencyKeyReused(ServiceError):
@@ -290,7 +300,12 @@ async def _http_error(request: Request, raised: Exception) -> JSONResponse:
 async def _database_unavailable(request: Request, raised: Exception) -> JSONResponse:
     # A dropped or refused database connection is the server's trouble, but not a
     # bug: the pool has discarded the dead connections and a retry will likely work.
-    logger.warning("database unavailable on %s %s: %s", request.method, request.url.path, raised)
+    # Any other database error is a bug, and answered as one.
+    if not is_database_unavailable(raised):
+        return await _unexpected_error(request, raised)
+    logger.warning(
+        "database unavailable on %s %s: %s", request.method, request.url.path, _briefly(raised)
+    )
     return problem_response(
         Problem(
             type=ServiceUnavailable.problem_type(),
@@ -303,6 +318,15 @@ async def _database_unavailable(request: Request, raised: Exception) -> JSONResp
     )
 
 
+def _briefly(exc: BaseException) -> str:
+    """The innermost error's type and first line: the driver's words, not the statement."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    first_line = str(root).partition("\n")[0]
+    return f"{type(root).__name__}: {first_line[:200]}"
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -312,7 +336,10 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
             status=500,
             detail="The error was logged; the request can be retried.",
             instance=request.url.path,
-        )
+        ),
+        # Sent from outside every middleware (Starlette's ServerErrorMiddleware), so
+        # the security headers come with it here.
+        headers={**API_HEADERS, **DEFAULT_HEADERS},
     )
 
 
@@ -321,6 +348,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for unavailable in (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError):
+    # Every database error a request can meet, and the network errors a driver raises
+    # while connecting: 503 when the database is unavailable, 500 otherwise.
+    for unavailable in (DBAPIError, PoolTimeoutError, OSError):
         app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

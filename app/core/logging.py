@@ -7,6 +7,7 @@ The standard library is enough here; one formatter renders text or JSON.
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -32,7 +33,24 @@ def bind_log_context(**fields: Any) -> None:
     _context.set({**_context.get(), **fields})
 
 
-class _ContextFormatter(logging.Formatter):
+# Something@something.tld: what an email address looks like in free text, such as a
+# mail server's reply ("550 <ada@example.com>: no such user") kept as a task's error.
+_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:@]+@[^\s<>()\[\]\"',;:@]+\.[^\s<>()\[\]\"',;:@.]+")
+ADDRESS_REDACTED = "<address>"
+
+
+def redact_addresses(text: str) -> str:
+    """Logs name people by id; an address in a message from elsewhere is masked."""
+    return _ADDRESS.sub(ADDRESS_REDACTED, text) if "@" in text else text
+
+
+class LogFormatter(logging.Formatter):
+    """Text or JSON lines with the context's fields, and no email address in either.
+
+    The service logs ids, never addresses or names; this is the net under it,
+    for text that comes from elsewhere: an SMTP reply, a driver's exception.
+    """
+
     def __init__(self, json_lines: bool) -> None:
         super().__init__()
         self.json_lines = json_lines
@@ -51,19 +69,19 @@ class _ContextFormatter(logging.Formatter):
             }
             if record.exc_info:
                 entry["exception"] = self.formatException(record.exc_info)
-            return json.dumps(entry, default=str)
+            return redact_addresses(json.dumps(entry, default=str))
         line = f"{timestamp} {record.levelname:<7} {record.name}: {message}"
         if fields:
             line += " " + " ".join(f"{key}={value}" for key, value in fields.items())
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact_addresses(line)
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Route the service's, uvicorn's and SQLAlchemy's loggers through one handler."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_ContextFormatter(json_lines=fmt == "json"))
+    handler.setFormatter(LogFormatter(json_lines=fmt == "json"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -32,10 +32,8 @@ class _SaveToFolder:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         path = self.folder / f"{stamp}-{message_id or uuid.uuid4().hex}.eml"
         await asyncio.to_thread(_write_atomically, path, content)
-        logger.info(
-            "mail captured",
-            extra={"fields": {"to": ",".join(envelope.rcpt_tos), "file": str(path)}},
-        )
+        # The file, not the recipients: logs name rows by id, never people by address.
+        logger.info("mail captured", extra={"fields": {"file": path.name}})
         return "250 Message accepted for delivery"
 
 

@@ -8,12 +8,15 @@ connections, so this is done here, in one place.
 
 import asyncio
 import logging
+import unicodedata
 from email import policy
+from email.errors import MessageError
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 
 import aiosmtplib
+from email_validator import EmailNotValidError, validate_email
 
 from app.core.config import Settings
 from app.integrations.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
@@ -46,24 +49,71 @@ class _CachedHeaderRegistry(HeaderRegistry):
 
 # The SMTP policy (CRLF line ends, as the wire wants them) with the cached registry.
 _POLICY = policy.SMTP.clone(header_factory=_CachedHeaderRegistry())
+_LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})
+
+
+class NotSendable(PermanentDeliveryError):
+    """The message cannot be composed or encoded as it stands: no retry can change that."""
+
+
+def check_header_text(value: str) -> None:
+    """Raise NotSendable unless `value`, put in a header, reaches the reader as written.
+
+    The email package decodes RFC 2047 encoded words in a value it is given
+    (`=?utf-8?q?Hi=0D=0ABcc:_x@example.com?=` is "Hi", CR LF, "Bcc: ..."), and
+    the interpreters our Python range allows (CVE-2024-6923, before 3.12.5 and
+    3.11.10) then write the decoded line break raw: a header of the client's
+    choosing. So a value is taken only if the email package reads it back
+    exactly as given, which no interpreter's folding can turn into a header.
+    """
+    if any(unicodedata.category(char) in _LINE_BREAKING for char in value):
+        raise NotSendable("the text holds a control character or a line break")
+    if str(_POLICY.header_factory("Subject", value)) != value:
+        raise NotSendable(
+            "the text holds an RFC 2047 encoded word (=?charset?q?...?=), which mail "
+            "readers would decode rather than show: send the text itself, it is encoded for you"
+        )
+
+
+def ascii_address(address: str) -> str:
+    """The address as SMTP without SMTPUTF8 carries it: an IDNA domain in its ASCII form.
+
+    The service sends without SMTPUTF8, which many servers lack: an address
+    that needs it (a non-ASCII local part) is refused when it is given, and one
+    stored before that rule fails here, for good.
+    """
+    if address.isascii():
+        return address
+    try:
+        result = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise NotSendable(f"the address cannot be sent without SMTPUTF8: {exc}") from None
+    if result.ascii_email is None:  # pragma: no cover - allow_smtputf8=False guarantees one
+        raise NotSendable("the address has no ASCII form")
+    return result.ascii_email
 
 
 def compose(
     *, sender: str, to: str, subject: str, text: str, html: str, message_id: str
 ) -> EmailMessage:
-    """A plain-text message with an HTML alternative.
+    """A plain-text message with an HTML alternative; NotSendable if it cannot be one.
 
     EmailMessage folds and encodes headers, and refuses a header value that
-    contains CR or LF, so no value can smuggle in a header of its own.
+    contains CR or LF; `check_header_text` refuses the values it would decode
+    into one. No value can smuggle in a header of its own.
     """
+    check_header_text(subject)
     message = EmailMessage(policy=_POLICY)
-    message["From"] = sender
-    message["To"] = Address(addr_spec=to)
-    message["Subject"] = subject
-    message["Date"] = formatdate(usegmt=True)
-    message["Message-ID"] = message_id
-    message.set_content(text)
-    message.add_alternative(html, subtype="html")
+    try:
+        message["From"] = sender
+        message["To"] = Address(addr_spec=ascii_address(to))
+        message["Subject"] = subject
+        message["Date"] = formatdate(usegmt=True)
+        message["Message-ID"] = message_id
+        message.set_content(text)
+        message.add_alternative(html, subtype="html")
+    except (ValueError, MessageError) as exc:  # header parse and encoding errors among them
+        raise NotSendable(f"the message cannot be composed: {exc}") from None
     return message
 
 
@@ -113,6 +163,15 @@ class Mailer:
                 if client is None:
                     client = await self._connect()
                 await client.send_message(message)
+            except (ValueError, MessageError) as exc:
+                # Flattening the message failed (UnicodeEncodeError, or HeaderWriteError
+                # on interpreters that check their own output): the same every time.
+                _discard(client)
+                raise NotSendable(f"the message cannot be encoded: {exc}") from exc
+            except aiosmtplib.SMTPNotSupported as exc:
+                # The message needs an extension (SMTPUTF8, say) the server lacks.
+                _discard(client)
+                raise NotSendable(f"the SMTP server cannot take this message: {exc}") from exc
             except (aiosmtplib.SMTPException, OSError) as exc:
                 _discard(client)
                 raise _classify(exc) from exc

@@ -49,8 +49,15 @@ def check_shape(url: str) -> httpx.URL:
         raise UnsafeWebhookUrl(f"the scheme must be http or https, not {parsed.scheme or 'none'!r}")
     if parsed.userinfo:
         raise UnsafeWebhookUrl("credentials in the URL are not allowed")
-    if not parsed.host:
+    try:
+        # Reading the host decodes an IDNA name ("xn--..."), which may not be one.
+        host = parsed.host
+    except UnicodeError:  # idna.IDNAError
+        raise UnsafeWebhookUrl("the host is not a valid internationalised domain name") from None
+    if not host:
         raise UnsafeWebhookUrl("the URL has no host")
+    if parsed.port == 0:
+        raise UnsafeWebhookUrl("port 0 is not a port a webhook can be sent to")
     return parsed
 
 

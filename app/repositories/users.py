@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Row, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.base import TaskStatus
@@ -48,17 +48,19 @@ async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
 
 
-async def webhook_url_for_share(
+async def recipient_for_share(
     session: AsyncSession, user_id: uuid.UUID
-) -> tuple[bool, str | None]:
-    """(whether the user exists, their webhook URL), locking the row against deletion.
+) -> Row[str, str | None] | None:
+    """The user's email and webhook_url, or None if there is no such user; the row is
+    locked against deletion.
 
     FOR SHARE on PostgreSQL: a notification inserted in this transaction cannot
     lose its user to a concurrent delete. (SQLite's writers are serialised anyway.)
     """
-    statement = select(User.webhook_url).where(User.id == user_id).with_for_update(read=True)
-    row = (await session.execute(statement)).one_or_none()
-    return (False, None) if row is None else (True, row.webhook_url)
+    statement = (
+        select(User.email, User.webhook_url).where(User.id == user_id).with_for_update(read=True)
+    )
+    return (await session.execute(statement)).one_or_none()
 
 
 async def set_webhook(

@@ -11,6 +11,7 @@ from app.core.errors import (
     IdempotencyKeyReused,
     InvalidQuery,
     NotificationNotFound,
+    NotSendableByEmail,
     UserNotFound,
     WebhookNotConfigured,
     problem_responses,
@@ -34,6 +35,7 @@ router = APIRouter(tags=["notifications"])
     responses=problem_responses(
         UserNotFound,
         WebhookNotConfigured,
+        NotSendableByEmail,
         IdempotencyKeyInProgress,
         IdempotencyKeyReused,
         body=True,

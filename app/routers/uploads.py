@@ -16,10 +16,11 @@ from app.core.errors import (
     UploadTooLarge,
     problem_responses,
 )
+from app.core.request_limits import allow_body
 from app.routers.deps import AuditDep, DatabaseDep, SessionDep, SettingsDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
 from app.schemas.upload import UploadPage, UploadRead
-from app.services import uploads
+from app.services import upload_storage, uploads
 from app.services.idempotency import StoredResponse
 from app.services.uploads import upload_location
 from app.tasks.ingest_upload import ingest_upload
@@ -80,6 +81,8 @@ async def create_upload(
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> UploadRead | JSONResponse:
+    # The file streams to disk under the upload's own cap, not the JSON bodies' one.
+    allow_body(request.scope, upload_storage.max_request_bytes(settings))
     outcome = await uploads.create(
         session,
         settings,

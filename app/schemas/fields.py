@@ -5,7 +5,7 @@ import unicodedata
 from functools import lru_cache
 from typing import Annotated
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from pydantic import AfterValidator, Field, StringConstraints, TypeAdapter, ValidationError
 
 # Control characters, and the Unicode line and paragraph separators: none belong
@@ -17,26 +17,38 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _ASCII_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 # email-validator's limit, in UTF-8 bytes, on each form of the address it checks.
 _MAX_ADDRESS_BYTES = 254
+# RFC 5321's limit before the @, which email-validator enforces in strict mode.
+_MAX_LOCAL_CHARS = 64
+
 # Distinct domains remembered; past that, the least recently seen are validated again.
 _DOMAIN_CACHE_SIZE = 16384
 
 
 def normalize_email(value: str) -> str:
-    """Validate syntax (no DNS lookups) and normalise: IDNA domain, lower case throughout.
+    """Validate by `validate_by_the_rule` and normalise: IDNA domain, lower case throughout.
 
     Lower-casing the local part too is what makes `Ada@Example.com` and
     `ada@example.com` one account; nearly every mail system treats them alike.
+    Only ASCII is allowed before the @, so a look-alike there (fullwidth
+    letters, a Cyrillic a) is refused rather than becoming a second account;
+    look-alikes in the domain fold into it (IDNA maps a fullwidth `example.com`
+    to `example.com`).
 
     email-validator costs tens of microseconds an address, which dominates a
     million-row import. Nearly every address is a plain ASCII dot-atom at one
     of a few domains, and for those its verdict depends on the local part only
-    through the dot-atom rule and the total length: so the domain's verdict is
+    through the dot-atom rule and the lengths: so the domain's verdict is
     cached, and anything else goes to email-validator itself.
     `tests/schemas/test_fields.py` checks, property-based, that both paths
     agree on every address.
     """
     local, at, domain = value.partition("@")
-    if at and value.isascii() and _ASCII_DOT_ATOM.fullmatch(local):
+    if (
+        at
+        and value.isascii()
+        and len(local) <= _MAX_LOCAL_CHARS
+        and _ASCII_DOT_ATOM.fullmatch(local)
+    ):
         forms = _domain_forms(domain)
         if forms is not None:
             unicode_domain, ascii_domain = forms
@@ -52,9 +64,20 @@ def normalize_email(value: str) -> str:
     return _validate_with_email_validator(value)
 
 
+def validate_by_the_rule(value: str) -> ValidatedEmail:
+    """email-validator, under the one rule for every address the service takes (signup,
+    import, notification): what it can deliver.
+
+    No DNS lookups; an ASCII local part, since mail goes out without SMTPUTF8
+    (a domain may be internationalised: mail goes to its ASCII form); at most
+    64 characters before the @ (strict).
+    """
+    return validate_email(value, check_deliverability=False, allow_smtputf8=False, strict=True)
+
+
 def _validate_with_email_validator(value: str) -> str:
     try:
-        result = validate_email(value, check_deliverability=False)
+        result = validate_by_the_rule(value)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
     return result.normalized.lower()
@@ -67,7 +90,7 @@ def _domain_forms(domain: str) -> tuple[str, str] | None:
     Asked of email-validator itself, with the shortest valid local part.
     """
     try:
-        result = validate_email(f"a@{domain}", check_deliverability=False)
+        result = validate_by_the_rule(f"a@{domain}")
     except EmailNotValidError:
         return None
     return result.domain, result.ascii_domain

@@ -4,7 +4,13 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import NotificationNotFound, UserNotFound, WebhookNotConfigured
+from app.core.errors import (
+    NotificationNotFound,
+    NotSendableByEmail,
+    UserNotFound,
+    WebhookNotConfigured,
+)
+from app.integrations import mailer
 from app.models.base import utcnow
 from app.models.notification import Channel
 from app.repositories import notifications as notifications_repo
@@ -30,13 +36,15 @@ async def create(
         replay = await guard.reserve(session, {"user_id": user_id, **payload.model_dump()}, now)
         if replay is not None:
             return replay
-        found, webhook_url = await users_repo.webhook_url_for_share(session, user_id)
-        if not found:
+        recipient = await users_repo.recipient_for_share(session, user_id)
+        if recipient is None:
             raise UserNotFound(f"no user with id {user_id}")
-        if payload.channel is Channel.WEBHOOK and webhook_url is None:
+        if payload.channel is Channel.WEBHOOK and recipient.webhook_url is None:
             raise WebhookNotConfigured(
                 "this user has no webhook_url; set one with PATCH /users/{id} first"
             )
+        if payload.channel is Channel.EMAIL:
+            _check_sendable_by_email(recipient.email, payload)
         notification = await notifications_repo.insert_pending(
             session,
             user_id=user_id,
@@ -52,6 +60,18 @@ async def create(
         )
     # Committed: only now may the caller schedule the delivery.
     return created
+
+
+def _check_sendable_by_email(email: str, payload: NotificationCreate) -> None:
+    """Refuse now what delivery would fail for good: the same checks the mailer makes."""
+    try:
+        mailer.check_header_text(payload.subject)
+    except mailer.NotSendable as exc:
+        raise NotSendableByEmail(f"subject: {exc}") from None
+    try:
+        mailer.ascii_address(email)
+    except mailer.NotSendable as exc:
+        raise NotSendableByEmail(f"the user's {exc}") from None
 
 
 async def get(session: AsyncSession, notification_id: uuid.UUID) -> NotificationRead:

@@ -60,6 +60,13 @@ CSV_CONTENT_TYPES = frozenset(
 _WRITE_BYTES = 1024 * 1024
 # Room in a request, beyond the file itself, for boundaries, part headers and fields.
 _ENVELOPE_BYTES = 64 * 1024
+
+
+def max_request_bytes(settings: Settings) -> int:
+    """The largest upload request: the largest file, and room around it."""
+    return settings.upload_max_bytes + _ENVELOPE_BYTES
+
+
 _FIELD_BYTES = 1024
 _FILENAME_CHARS = 255
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -99,7 +106,7 @@ async def receive(
         raise UnsupportedUpload("send the CSV as multipart/form-data, in the field `file`")
     limit = settings.upload_max_bytes
     declared_length = int(content_length) if content_length and content_length.isdigit() else 0
-    if declared_length > limit + _ENVELOPE_BYTES:
+    if declared_length > max_request_bytes(settings):
         # Said up front: refuse before reading a byte of it.
         raise UploadTooLarge(f"the file is larger than the limit of {limit} bytes")
 

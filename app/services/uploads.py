@@ -22,6 +22,8 @@ from app.services.upload_storage import ReceivedFile
 IDEMPOTENCY_SCOPE = "POST /uploads"
 FIRST_ERRORS = 10
 _ERRORS_PAGE = 1000
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, CSV injection).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 async def create(
@@ -114,7 +116,8 @@ async def errors_csv(sessions: SessionFactory, upload_id: uuid.UUID) -> AsyncIte
     Each page is read in a short transaction of its own, so a slow download
     holds no connection between pages. The columns are those of an import, so
     the file can be corrected and uploaded again as it is (line and reason
-    are then ignored columns).
+    are then ignored columns). The cells echo what a client sent, and a
+    spreadsheet would run some of them as formulas: see `as_text`.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -125,13 +128,26 @@ async def errors_csv(sessions: SessionFactory, upload_id: uuid.UUID) -> AsyncIte
             page = await uploads_repo.row_errors(
                 session, upload_id, after_line=after_line, limit=_ERRORS_PAGE
             )
-        writer.writerows([error.line, error.email, error.name, error.reason] for error in page)
+        writer.writerows(
+            [error.line, as_text(error.email), as_text(error.name), as_text(error.reason)]
+            for error in page
+        )
         yield buffer.getvalue().encode()
         buffer.seek(0)
         buffer.truncate()
         if len(page) < _ERRORS_PAGE:
             return
         after_line = page[-1].line
+
+
+def as_text(cell: str) -> str:
+    """The cell with a leading `'` if a spreadsheet would take it for a formula.
+
+    The OWASP rule for CSV injection: `=`, `+`, `-`, `@`, tab and CR at the
+    start make Excel, LibreOffice and Sheets evaluate the cell (and `=cmd|...`
+    can run a program); after a `'` they show it as text.
+    """
+    return f"'{cell}" if cell.startswith(_FORMULA_PREFIXES) else cell
 
 
 async def _existing(session: AsyncSession, upload_id: uuid.UUID) -> Upload:

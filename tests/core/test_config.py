@@ -1,10 +1,13 @@
 """Settings: validated at start, documented in .env.example."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from app.core.config import Settings
 from tests.support.server import PROJECT_ROOT
@@ -84,3 +87,90 @@ def test_production_refuses_to_lift_the_ssrf_guard() -> None:
 
 def test_the_ssrf_guard_is_on_by_default() -> None:
     assert Settings(_env_file=None).webhook_allow_private_targets is False
+
+
+def secret_settings() -> list[str]:
+    """Every setting typed SecretStr, whoever added it."""
+    return [
+        name
+        for name, field in Settings.model_fields.items()
+        if SecretStr in (field.annotation, *get_args(field.annotation))
+    ]
+
+
+def test_every_secret_setting_is_found_by_its_type() -> None:
+    assert {"smtp_password", "admin_token"} <= set(secret_settings())
+
+
+@pytest.mark.parametrize(
+    "invalid",
+    [
+        {"app_env": "production", "admin_token": "too-short"},  # a model-level error
+        {"task_timeout_seconds": 60, "task_lease_seconds": 60},  # another one
+        {"database_url": "mysql://signup:PW-5ecret-db@db/signup"},  # the URL's own error
+        {"database_url": "postgresql://signup:PW-5ecret-db@db:port/signup"},
+        {"smtp_port": "not-a-port"},  # a field-level error elsewhere
+    ],
+)
+def test_a_settings_error_shows_no_secret_setting_nor_the_database_password(
+    invalid: dict[str, object],
+) -> None:
+    secrets = {name: f"{name}-S3cret-value" for name in secret_settings()}
+    values = {"database_url": "postgresql://signup:PW-5ecret-db@db/signup", **secrets, **invalid}
+
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None, **values)
+
+    error = raised.value
+    shown = "\n".join(
+        [str(error), repr(error), error.json(), repr(error.errors()), repr(error.errors())]
+    )
+    for secret in [*secrets.values(), "too-short", "PW-5ecret-db"]:
+        assert secret not in shown
+    assert "validation error for Settings" in str(error)  # still says what is wrong
+
+
+def test_a_database_url_that_is_no_url_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ValidationError, match="DATABASE_URL is not a valid URL") as raised:
+        Settings(_env_file=None, database_url="signup:PW-5ecret-db@db")
+
+    assert "PW-5ecret-db" not in str(raised.value)
+
+
+def test_the_settings_repr_hides_every_secret_and_the_database_password() -> None:
+    secrets = {name: f"{name}-S3cret-value" for name in secret_settings()}
+    settings = Settings(
+        _env_file=None, database_url="postgresql://signup:PW-5ecret-db@db/signup", **secrets
+    )
+
+    shown = repr(settings) + str(settings)
+
+    assert "postgresql+asyncpg://signup:***@db/signup" in shown
+    for secret in [*secrets.values(), "PW-5ecret-db"]:
+        assert secret not in shown
+    assert settings.database_url == "postgresql+asyncpg://signup:PW-5ecret-db@db/signup"
+
+
+def test_a_bad_setting_at_start_prints_no_secret() -> None:
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "APP_ENV": "production",
+        "ADMIN_TOKEN": "short-S3cret-token",
+        "SMTP_PASSWORD": "smtp-S3cret-password",
+        "DATABASE_URL": "postgresql://signup:PW-5ecret-db@127.0.0.1:1/signup",
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "migrate"],
+        env=environment,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert "ADMIN_TOKEN is a placeholder" in result.stderr
+    for secret in ("short-S3cret-token", "smtp-S3cret-password", "PW-5ecret-db"):
+        assert secret not in result.stdout + result.stderr

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from app.core import migrations
 from tests.conftest import truncate_all
 from tests.support.postgres import PostgresCluster
 from tests.support.server import ServerProcess
@@ -17,6 +18,19 @@ def database(postgres: PostgresCluster | None, postgres_url: str) -> tuple[Postg
     assert postgres is not None
     truncate_all(postgres, postgres_url)
     return postgres, postgres_url
+
+
+@pytest.fixture
+def own_postgres(postgres: PostgresCluster | None) -> Iterator[tuple[PostgresCluster, str]]:
+    """A PostgreSQL server of this test's own, since the test stops it."""
+    if postgres is None:
+        pytest.skip("PostgreSQL server binaries not installed")
+    cluster = PostgresCluster()
+    cluster.start()
+    url = cluster.create_database("outage")
+    migrations.upgrade(url)
+    yield cluster, url
+    cluster.remove()
 
 
 @pytest.fixture

@@ -5,10 +5,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
-import pytest
 
 from tests.support.postgres import PostgresCluster
 from tests.support.server import PROJECT_ROOT, ServerProcess
@@ -180,19 +179,6 @@ def started_count(server: ServerProcess, token: str) -> int:
     return int(float(line.split()[-1]))
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[tuple[PostgresCluster, str]]:
-    """A PostgreSQL server of this test's own, since the test stops it."""
-    from app.core import migrations  # noqa: PLC0415
-
-    cluster = PostgresCluster()
-    cluster.start()
-    url = cluster.create_database("outage")
-    migrations.upgrade(url)
-    yield cluster, url
-    cluster.remove()
-
-
 async def test_a_20s_database_outage_with_due_work_ends_with_everything_delivered(
     own_postgres: tuple[PostgresCluster, str],
     smtp: SMTPServer,
@@ -227,6 +213,45 @@ async def test_a_20s_database_outage_with_due_work_ends_with_everything_delivere
     assert_each_delivered_once(smtp, 50)
     assert server.process.pid == pid
     assert "recovery pass failed" in server.log()  # it noticed the outage, and carried on
+
+
+async def test_a_database_outage_right_after_the_250_sends_the_message_again_with_one_message_id(
+    own_postgres: tuple[PostgresCluster, str],
+    smtp: SMTPServer,
+    server_env: dict[str, str],
+    start_server: StartServer,
+) -> None:
+    """The mail server accepted the message, but the success could not be recorded
+    (the settle gives up after 0.8 of a lease): recovery sends it again, with the
+    same Message-ID, which is how a receiver drops the duplicate."""
+    cluster, url = own_postgres
+    env = {
+        **server_env,
+        "DATABASE_URL": url,
+        "TASK_TIMEOUT_SECONDS": "3",
+        "TASK_LEASE_SECONDS": "4",
+    }
+    server = start_server(env)
+    smtp.hold()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        response = await http.post("/signups", json={"email": "ada@example.com", "name": "Ada"})
+    assert response.status_code == 201
+    await eventually(lambda: smtp.data_commands >= 1, what="the send to reach DATA")
+
+    cluster.stop()
+    smtp.unstall()  # 250: delivered, while the database is down
+    await eventually(lambda: len(smtp.messages) == 1, what="the first delivery")
+    await eventually(
+        lambda: "task stopped before settling" in server.log(),
+        timeout=15,
+        what="the settle to give up",
+    )
+    cluster.start()
+
+    await until_every_welcome_succeeded(cluster, url, 1, timeout=30)
+    first, second = smtp.messages
+    assert first.message_id == second.message_id
+    assert first.message_id == f"<welcome.{response.json()['id']}.1@signup-service.localhost>"
 
 
 def test_recover_command_completes_work_left_running_with_an_expired_lease(

@@ -1,12 +1,19 @@
 """The mailer against a real SMTP server: connections reused, failures classified."""
 
 import asyncio
+import email
+import email.base64mime
+import email.quoprimime
+import string
+from email import policy
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from app.integrations.errors import PermanentDeliveryError, TransientDeliveryError
-from app.integrations.mailer import Mailer, compose
+from app.integrations.mailer import Mailer, NotSendable, compose
 from tests.support.postgres import free_port
 from tests.support.smtp import SMTPServer
 
@@ -68,7 +75,7 @@ async def test_a_closed_port_is_transient() -> None:
 
 
 def test_compose_refuses_a_header_value_with_a_line_break() -> None:
-    with pytest.raises(ValueError, match="linefeed or carriage return"):
+    with pytest.raises(NotSendable, match="line break"):
         compose(
             sender="a@example.com",
             to="b@example.com",
@@ -77,3 +84,52 @@ def test_compose_refuses_a_header_value_with_a_line_break() -> None:
             html="h",
             message_id="<x@example.com>",
         )
+
+
+# Encoded words (RFC 2047) with line breaks and headers in them, in q and b encodings.
+encoded_breaks = st.builds(
+    lambda encode, charset, text: encode(text.encode(charset), charset),
+    st.sampled_from([email.base64mime.header_encode, email.quoprimime.header_encode]),
+    st.sampled_from(["utf-8", "iso-8859-1", "us-ascii"]),
+    st.builds(
+        lambda before, brk, header, after: f"{before}{brk}{header}: {after}",
+        st.text(alphabet=string.ascii_letters + " ", max_size=8),
+        st.sampled_from(["\r\n", "\n", "\r", "\r\n\r\n"]),
+        st.sampled_from(["Bcc", "Reply-To", "From", "To", "Content-Type"]),
+        st.sampled_from(["victim@example.com", "text/html"]),
+    ),
+)
+subjects = st.one_of(
+    st.text(min_size=1, max_size=80),
+    encoded_breaks,
+    st.builds(
+        lambda a, b, c: f"{a} {b} {c}", st.text(max_size=10), encoded_breaks, st.text(max_size=10)
+    ),
+)
+COMPOSED_HEADERS = ["From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(subjects)
+@example("=?utf-8?q?Hi=0D=0ABcc:_victim@example.com?=")
+def test_a_composed_message_reads_back_with_only_its_own_headers_and_the_subject_as_written(
+    subject: str,
+) -> None:
+    """On the interpreter running the suite: either compose refuses, or the message as
+    it goes on the wire, parsed again, has exactly its own headers and the subject."""
+    try:
+        message = compose(
+            sender="Signup Service <no-reply@example.com>",
+            to="ada@example.com",
+            subject=subject,
+            text="t",
+            html="h",
+            message_id="<x@example.com>",
+        )
+    except NotSendable:
+        return
+
+    parsed = email.message_from_bytes(message.as_bytes(), policy=policy.default)
+
+    assert sorted(parsed.keys()) == sorted(COMPOSED_HEADERS)
+    assert parsed["Subject"] == subject

@@ -7,6 +7,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.models.base import utcnow
+from app.repositories import users as users_repo
 from tests.support.notify import (
     LOOPBACK_WEBHOOKS,
     count_notifications,
@@ -229,3 +231,52 @@ async def test_an_email_notification_is_delivered_by_the_shared_mailer(
     assert sent.message_id == f"<notification.{created['id']}@signup-service.localhost>"
     text = sent.message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert text.splitlines() == ["Line 1", "Line 2"]
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "=?utf-8?q?Hi=0D=0ABcc:_victim@example.com?=",
+        "=?utf-8?b?SGkNCkJjYzogdmljdGltQGV4YW1wbGUuY29t?=",
+        "Plain, then =?iso-8859-1?q?caf=E9?=",  # harmless, but not what mail readers would show
+    ],
+)
+async def test_an_email_subject_holding_an_encoded_word_is_422_and_nothing_is_written(
+    client: httpx.AsyncClient, app: FastAPI, smtp: SMTPServer, subject: str
+) -> None:
+    user = await sign_up(client)
+
+    response = await notify(client, user["id"], "email", subject=subject)
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["type"] == "/problems/not-sendable-by-email"
+    assert "encoded word" in response.json()["detail"]
+    assert await count_notifications(app) == 0
+    assert len(smtp.messages) == 1  # the welcome email
+
+
+async def test_the_same_subject_by_webhook_is_data_and_is_accepted(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    user = await sign_up_with_webhook(client, receiver)
+
+    response = await notify(client, user["id"], "webhook", subject="=?utf-8?q?Hi=0D=0A?=")
+
+    assert response.status_code == 202
+
+
+async def test_notifying_a_user_whose_stored_address_cannot_be_mailed_is_422(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """Addresses like this are refused now; a user stored before gets a clear answer."""
+    async with app.state.database.request_sessions() as session, session.begin():
+        user = await users_repo.insert(session, email="josé@example.com", name="José", now=utcnow())
+        assert user is not None
+
+    response = await notify(client, str(user.id), "email")
+
+    assert response.status_code == 422
+    assert response.json()["type"] == "/problems/not-sendable-by-email"
+    assert "SMTPUTF8" in response.json()["detail"]
+    assert await count_notifications(app) == 0

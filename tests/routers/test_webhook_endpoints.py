@@ -246,6 +246,34 @@ async def test_patch_refuses_each_ssrf_vector_and_keeps_the_old_endpoint(
     assert await stored_webhook(app, user["id"]) == (HOOK, user["webhook_secret"])
 
 
+# Hosts that are no valid IDNA name, and port 0: answered 422 like any refused URL, not 500.
+MALFORMED_URLS = [
+    "http://xn--localhost-/",
+    "http://xn--/hook",
+    "https://xn--zz.example.test/hook",
+    "http://hooks.example.test:0/hook",
+    "https://hooks.example.test:0",
+]
+
+
+@pytest.mark.parametrize("url", MALFORMED_URLS)
+async def test_a_webhook_url_with_an_invalid_idna_host_or_port_0_is_422_on_signup_and_patch(
+    client: httpx.AsyncClient, app: FastAPI, url: str
+) -> None:
+    user = await sign_up(client, webhook_url=HOOK)
+
+    patched = await patch(client, user["id"], {"webhook_url": url})
+    signup = await client.post(
+        "/signups", json={"email": "bob@example.com", "name": "Bob", "webhook_url": url}
+    )
+
+    for response in (patched, signup):
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == PROBLEM
+        assert response.json()["type"] == "/problems/webhook-url-refused"
+    assert await stored_webhook(app, user["id"]) == (HOOK, user["webhook_secret"])
+
+
 @pytest.mark.parametrize(
     "url", ["http://169.254.169.254/latest/meta-data/", "http://localhost/", "gopher://x/"]
 )

@@ -14,9 +14,14 @@ ATEXT = string.ascii_letters + string.digits + "!#$%&'*+/=?^_`{|}~-"
 
 
 def reference_email(value: str) -> tuple[str, str]:
-    """What email-validator alone says: ('ok', normalised) or ('error', its message)."""
+    """What email-validator alone says under the service's rule: ASCII before the @ (no
+    SMTPUTF8), at most 64 characters there (strict), no DNS: ('ok', normalised) or
+    ('error', its message)."""
     try:
-        return "ok", validate_email(value, check_deliverability=False).normalized.lower()
+        result = validate_email(
+            value, check_deliverability=False, allow_smtputf8=False, strict=True
+        )
+        return "ok", result.normalized.lower()
     except EmailNotValidError as exc:
         return "error", str(exc)
 
@@ -28,10 +33,46 @@ def fast_email(value: str) -> tuple[str, str]:
         return "error", str(exc)
 
 
+# Characters that look like ASCII ones: fullwidth forms, Cyrillic and Greek
+# letters, mathematical alphanumerics, a combining accent, a zero-width space,
+# the Kelvin sign (NFKC folds it to K).
+LOOK_ALIKES = (
+    "\uff41\uff44\uff21\uff10\uff20\uff0e"  # fullwidth a d A 0 @ .
+    "\u0435\u043e\u0430\u03bf\u0391\u2102\U0001d41a"  # Cyrillic e o a, Greek o A, C, bold a
+    "\u0301\u200b\u212a"  # combining acute, zero-width space, Kelvin sign
+)
+look_alike_locals = st.builds(
+    lambda prefix, odd, suffix: prefix + odd + suffix,
+    st.text(alphabet=ATEXT, max_size=8),
+    st.text(alphabet=LOOK_ALIKES, min_size=1, max_size=3),
+    st.text(alphabet=ATEXT, max_size=8),
+)
+# Lengths at the limits: 64 characters before the @, 254 in all, 63 in a label.
+at_limits = (
+    st.builds(
+        lambda local, label, tld: f"{'a' * local}@{'b' * label}.{tld}",
+        st.integers(min_value=62, max_value=66),
+        st.sampled_from([1, 62, 63, 64]),
+        st.sampled_from(["com", "de"]),
+    )
+    | st.builds(
+        lambda local, total: (
+            f"{'a' * local}@{'b' * (total - local - 5)}.com" if total - local - 5 > 0 else "a@b.com"
+        ),
+        st.integers(min_value=1, max_value=66),
+        st.integers(min_value=252, max_value=256),
+    )
+    | st.builds(
+        lambda local, labels: f"{'a' * local}@{'.'.join('c' * 63 for _ in range(labels))}.com",
+        st.integers(min_value=1, max_value=66),
+        st.integers(min_value=2, max_value=4),
+    )
+)
+
 # Local parts around the dot-atom rule: good ones, misplaced dots, quotes, spaces,
-# non-ASCII letters, and lengths on both sides of 64 (email-validator does not
-# enforce 64 by default, only the 254-byte total).
+# non-ASCII letters, and lengths on both sides of 64.
 local_parts = st.one_of(
+    look_alike_locals,
     st.text(alphabet=ATEXT + ".", min_size=0, max_size=80),
     st.text(alphabet=ATEXT, min_size=1, max_size=250),
     st.text(alphabet=ATEXT + '."\\ @<>()[],;:ÄéßΩ\u200b\x00\t', min_size=0, max_size=20),
@@ -66,6 +107,20 @@ valid_shaped = st.builds(
     st.sampled_from(["com", "ORG", "de", "io", "co.uk", "xn--p1ai", "xn--bcher-kva.ch"]),
 )
 addresses = st.one_of(
+    at_limits,
+    st.builds(lambda local, domain: f"{local}@{domain}", look_alike_locals, st.just("example.com")),
+    st.builds(
+        lambda local, domain: f"{local}@{domain}",
+        atoms,
+        st.sampled_from(
+            [
+                "\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com",
+                "ex\u0430mple.com",
+                "EXÄMPLE.com",
+                "xn--exmple-cua.com",
+            ]
+        ),
+    ),
     valid_shaped,
     plausible,
     st.builds(lambda local, domain: f"{local}@{domain}", local_parts, domains),
@@ -95,6 +150,10 @@ addresses = st.one_of(
 @example("a..da@example.com")
 @example("ada@example..com")
 @example("ada@-example.com")
+@example("a" * 65 + "@example.com")  # one past the 64 before the @
+@example("\uff41\uff44\uff41@example.com")  # a fullwidth look-alike of ada@example.com
+@example("josé@example.com")  # needs SMTPUTF8
+@example("ada@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com")  # the domain folds to example.com
 def test_the_fast_path_accepts_and_normalises_exactly_what_email_validator_does(
     address: str,
 ) -> None:
@@ -153,3 +212,26 @@ def test_email_validator_is_asked_once_per_domain_for_plain_addresses(
 
     assert emails[7] == "user.7@cached-domain.example.com"
     assert calls == ["a@Cached-Domain.example.com"]
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("josé@example.com", "Internationalized characters before the @-sign"),
+        ("\uff41\uff44\uff41@example.com", "Internationalized characters before the @-sign"),
+        ("\u0430da@example.com", "Internationalized characters before the @-sign"),  # a Cyrillic a
+        ("a" * 65 + "@example.com", "too long before the @-sign"),
+    ],
+)
+def test_an_address_the_service_cannot_deliver_is_refused_with_its_reason(
+    address: str, reason: str
+) -> None:
+    with pytest.raises(ValueError, match=reason):
+        clean_email(address)
+
+
+def test_an_internationalised_domain_is_kept_in_unicode_and_a_look_alike_domain_folds() -> None:
+    assert clean_email("User@Exämple.com") == "user@exämple.com"
+    assert clean_email("user@xn--exmple-cua.com") == "user@exämple.com"
+    assert clean_email("ada@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com") == "ada@example.com"
+    assert clean_email("a" * 64 + "@example.com") == "a" * 64 + "@example.com"

@@ -144,12 +144,16 @@ class PostgresCluster:
         )
         return result.returncode == 0
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT): what an operator's `pg_ctl stop` does by default."""
+    def stop(self, *, immediate: bool = False) -> None:
+        """Fast shutdown (SIGINT): what an operator's `pg_ctl stop` does by default.
+
+        `immediate` (SIGQUIT) is `pg_ctl stop -m immediate`: every backend dies at
+        once, mid-statement, as in a crash; the next start recovers from the WAL.
+        """
         if self._process is None:
             return
         if self._process.poll() is None:
-            self._process.send_signal(signal.SIGINT)
+            self._process.send_signal(signal.SIGQUIT if immediate else signal.SIGINT)
             try:
                 self._process.wait(timeout=30)
             except subprocess.TimeoutExpired:

@@ -48,6 +48,7 @@ class _Handler:
         self.ehlo_commands = 0
         self.delay = 0.0
         self.stall_remaining: int | None = 0  # None: stall every DATA
+        self.stall_delivers = False  # released stalls answer 250 (and deliver), not 451
         self.loop: asyncio.AbstractEventLoop | None = None
         self.unstalled: asyncio.Event | None = None
 
@@ -81,10 +82,11 @@ class _Handler:
             if self.stall_remaining:
                 self.stall_remaining -= 1
         if stall:
-            # Like a server that hangs and then dies: no answer, nothing delivered.
             assert self.unstalled is not None
             await self.unstalled.wait()
-            return "451 4.3.0 stalled message dropped"
+            if not self.stall_delivers:
+                # Like a server that hangs and then dies: no answer, nothing delivered.
+                return "451 4.3.0 stalled message dropped"
         if self.delay:
             await asyncio.sleep(self.delay)
         with self.lock:
@@ -151,6 +153,12 @@ class SMTPServer:
         """
         with self._handler.lock:
             self._handler.stall_remaining = count
+
+    def hold(self) -> None:
+        """Hold the next DATA command's reply until unstall(), then accept the message (250)."""
+        with self._handler.lock:
+            self._handler.stall_delivers = True
+            self._handler.stall_remaining = 1
 
     def unstall(self) -> None:
         """Answer stalled DATA commands (with 451) and stall no more."""

@@ -358,3 +358,57 @@ async def test_a_notification_already_delivered_is_not_sent_again(
 
     assert await deliver_notification(Channel.WEBHOOK, notification_id) is None
     assert receiver.requests == []
+
+
+# Encoded words (RFC 2047) that decode to a line break and a header of their own.
+ENCODED_HEADER_INJECTIONS = [
+    "=?utf-8?q?Hi=0D=0ABcc:_victim@example.com?=",
+    "=?UTF-8?Q?Hi=0D=0AReply-To:_eve@example.com?=",
+    "Hello =?utf-8?b?DQpGcm9tOiBib3NzQGV4YW1wbGUuY29t?=",  # base64: \r\nFrom: boss@...
+    "=?utf-8?q?Hi=0ABcc:_victim@example.com?=",  # a bare LF
+]
+
+
+@pytest.mark.parametrize("subject", ENCODED_HEADER_INJECTIONS)
+async def test_a_stored_subject_whose_encoded_words_hide_a_header_is_never_sent(
+    app: FastAPI, client: httpx.AsyncClient, smtp: SMTPServer, subject: str
+) -> None:
+    """The API refuses such subjects; one stored before fails at once, and no mail
+    server ever receives the header it hides."""
+    user = await sign_up(client)
+    notification_id = await insert_notification(app, user["id"], Channel.EMAIL)
+    async with app.state.database.request_sessions() as session, session.begin():
+        await session.execute(
+            update(Notification).where(Notification.id == notification_id).values(subject=subject)
+        )
+
+    status = await deliver_notification(Channel.EMAIL, notification_id)
+
+    assert status is TaskStatus.FAILED
+    state = await notification(client, str(notification_id))
+    assert state["attempts"] == 1
+    assert "encoded word" in state["last_error"]
+    assert len(smtp.messages) == 1  # the welcome email only
+    for received in smtp.messages:
+        headers = [name.lower() for name in received.message]
+        assert "bcc" not in headers
+        assert "reply-to" not in headers
+        assert headers.count("from") == 1
+
+
+async def test_a_subject_is_sent_as_written_whatever_it_holds(
+    client: httpx.AsyncClient, smtp: SMTPServer
+) -> None:
+    """Read back from the message as the mail server received it."""
+    user = await sign_up(client)
+    subject = "Café =? naïve ?= 100% Bcc: nobody ✓ " + "long " * 30
+
+    created = await notify(client, user["id"], "email", subject=subject.strip())
+
+    assert (await notification(client, created.json()["id"]))["status"] == "succeeded"
+    _welcome, sent = smtp.messages
+    message = sent.message
+    assert sorted(message.keys()) == sorted(
+        ["From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"]
+    )
+    assert message["Subject"] == subject.strip()

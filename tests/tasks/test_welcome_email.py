@@ -1,6 +1,8 @@
 """The welcome task under the contract: retries, failures, timeouts, concurrency, injection."""
 
 import asyncio
+import io
+import logging
 import uuid
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from app.core.logging import LogFormatter
 from app.integrations.mailer import Mailer
 from app.models import AuditEntry, User
 from app.models.base import TaskStatus, utcnow
@@ -208,3 +211,43 @@ async def test_past_the_backlog_limit_work_waits_in_the_database_not_in_memory(
         last = await session.get(User, user_ids[2])
     assert last is not None
     assert (last.welcome_status, last.welcome_attempts) == (TaskStatus.PENDING, 0)
+
+
+async def test_a_stored_address_that_needs_smtputf8_fails_at_once_without_a_traceback(
+    app: FastAPI, smtp: SMTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Such addresses are refused now; one stored before fails once, with its reason."""
+    user_id = await insert_pending_user(app, "josé@example.com", "José")
+
+    status = await send_welcome_email(user_id)
+
+    assert status is TaskStatus.FAILED
+    async with app.state.database.request_sessions() as session:
+        user = await session.get(User, user_id)
+    assert user is not None
+    assert user.welcome_attempts == 1
+    assert "cannot be sent without SMTPUTF8" in (user.welcome_last_error or "")
+    assert smtp.data_commands == 0
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+async def test_a_mail_servers_reply_naming_the_recipient_is_logged_without_the_address(
+    client: httpx.AsyncClient, smtp: SMTPServer
+) -> None:
+    """Logs carry ids: the reply is kept in last_error, and masked in the log."""
+    smtp.reply_to_rcpt("550 5.1.1 <ada@example.com>: Recipient address rejected")
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(LogFormatter(json_lines=False))
+    logging.getLogger().addHandler(handler)
+    try:
+        user = await sign_up(client)
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+    state = await welcome_state(client, user["id"])
+    assert "<ada@example.com>" in state["last_error"]
+    log = written.getvalue()
+    assert "task failed" in log
+    assert f"row_id={user['id']}" in log
+    assert "ada@example.com" not in log
