@@ -79,8 +79,9 @@ class WebhookUrlRefused(ServiceError):
     title = "Webhook URL refused"
 
 
-class WebhookNotConfigured(ServiceError):
-    status = 422
+class WebhookNotConfigured(Conflict):
+    """A valid request that needs a webhook URL the user does not have: a state conflict."""
+
     slug = "webhook-not-configured"
     title = "The user has no webhook URL"
 

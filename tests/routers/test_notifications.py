@@ -74,14 +74,14 @@ async def test_an_unknown_user_is_404_and_nothing_is_written(
     assert await count_notifications(app) == 0
 
 
-async def test_the_webhook_channel_without_a_webhook_url_is_422_and_nothing_is_written(
+async def test_the_webhook_channel_without_a_webhook_url_is_409_and_nothing_is_written(
     client: httpx.AsyncClient, app: FastAPI, receiver: WebhookReceiver
 ) -> None:
     user = await sign_up(client)
 
     response = await notify(client, user["id"], channel="webhook")
 
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["type"] == "/problems/webhook-not-configured"
     assert await count_notifications(app) == 0
@@ -197,7 +197,7 @@ async def test_a_refused_notification_releases_its_idempotency_key(
 
     accepted = await notify(client, user["id"], "webhook", headers=headers)
 
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     assert accepted.status_code == 202
     assert "idempotent-replayed" not in accepted.headers
 
