@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.schemas.problem import FieldError, Problem
 
@@ -288,6 +289,36 @@ async def _http_error(request: Request, raised: Exception) -> JSONResponse:
     )
 
 
+# The methods `Allow` may list, in the order it lists them: reads first, then writes.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at this request's path.
+
+    Starlette's 405 names only the methods of the first route whose path
+    matched, but a path served by several routes (GET, PATCH and DELETE
+    /users/{id}) allows all of theirs. Each method is tried against the
+    routes as a request would be, through Starlette's public `matches`.
+    """
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+
+
+async def _method_not_allowed(request: Request, raised: Exception) -> JSONResponse:
+    exc = cast(StarletteHTTPException, raised)
+    allow = ", ".join(allowed_methods(request))
+    return await _http_error(
+        request, StarletteHTTPException(405, exc.detail, headers={"Allow": allow})
+    )
+
+
 async def _database_unavailable(request: Request, raised: Exception) -> JSONResponse:
     # A dropped or refused database connection is the server's trouble, but not a
     # bug: the pool has discarded the dead connections and a retry will likely work.
@@ -322,6 +353,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(405, _method_not_allowed)
     for unavailable in (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError):
         app.add_exception_handler(unavailable, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -10,7 +10,9 @@ from app.services import health
 router = APIRouter(tags=["health"])
 
 
+# HEAD too: load balancers and uptime checkers often probe with it.
 @router.get("/healthz", response_model=Health, summary="The process is alive")
+@router.head("/healthz", response_model=Health, summary="The process is alive (headers only)")
 async def healthz() -> Health:
     return Health()
 
@@ -19,6 +21,12 @@ async def healthz() -> Health:
     "/readyz",
     response_model=Readiness,
     summary="The database answers and is migrated to the code's revision",
+    responses=problem_responses(ServiceUnavailable, validation=False),
+)
+@router.head(
+    "/readyz",
+    response_model=Readiness,
+    summary="The database answers and is migrated (headers only)",
     responses=problem_responses(ServiceUnavailable, validation=False),
 )
 async def readyz(database: DatabaseDep) -> Readiness:
