@@ -116,11 +116,6 @@ class AdminUnauthorized(ServiceError):
     headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only by convention
 
 
-class UnknownTaskKind(NotFound):
-    slug = "unknown-task-kind"
-    title = "Unknown task kind"
-
-
 class TaskNotFound(NotFound):
     slug = "task-not-found"
     title = "Task not found"

@@ -13,11 +13,10 @@ from app.core.errors import (
     InvalidQuery,
     TaskNotFailed,
     TaskNotFound,
-    UnknownTaskKind,
     problem_responses,
 )
 from app.routers.deps import AuditDep, SessionDep, require_admin
-from app.schemas.admin import FailedTaskPage, TaskRead, TasksOverview
+from app.schemas.admin import FailedTaskPage, TaskKindName, TaskRead, TasksOverview
 from app.schemas.audit import AuditPage
 from app.services import admin, audit
 from app.tasks.registry import run_named_task
@@ -44,7 +43,7 @@ async def tasks_overview(session: SessionDep) -> TasksOverview:
 )
 async def failed_tasks(
     session: SessionDep,
-    kind: Annotated[str | None, Query(description="Only this task kind.")] = None,
+    kind: Annotated[TaskKindName | None, Query(description="Only this task kind.")] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FailedTaskPage:
@@ -56,10 +55,10 @@ async def failed_tasks(
     status_code=202,
     response_model=TaskRead,
     summary="Retry a failed task with a fresh set of attempts",
-    responses=problem_responses(*AUTH_ERRORS, UnknownTaskKind, TaskNotFound, TaskNotFailed),
+    responses=problem_responses(*AUTH_ERRORS, TaskNotFound, TaskNotFailed),
 )
 async def retry_task(
-    kind: str,
+    kind: TaskKindName,
     task_id: uuid.UUID,
     session: SessionDep,
     background_tasks: BackgroundTasks,

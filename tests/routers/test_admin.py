@@ -125,7 +125,8 @@ async def test_dead_letters_filter_by_kind(client: httpx.AsyncClient, smtp: SMTP
 
     assert len(mine.json()["items"]) == 1
     assert unknown.status_code == 422
-    assert unknown.json()["type"] == "/problems/invalid-query"
+    assert unknown.json()["type"] == "/problems/validation-error"
+    assert unknown.json()["errors"][0]["loc"] == ["query", "kind"]
 
 
 @pytest.mark.parametrize("cursor", ["garbage", "Zm9vfGJhcg", "MjAyNi0wMS0wMXx4"])
@@ -164,15 +165,18 @@ async def test_retrying_a_task_that_has_not_failed_is_409(client: httpx.AsyncCli
     assert response.json()["type"] == "/problems/task-not-failed"
 
 
-async def test_retrying_an_unknown_task_or_kind_is_404(client: httpx.AsyncClient) -> None:
+async def test_retrying_an_unknown_task_is_404_and_an_unknown_kind_422(
+    client: httpx.AsyncClient,
+) -> None:
     unknown_id = "00000000-0000-4000-8000-000000000000"
 
     no_task = await client.post(f"/admin/tasks/welcome_email/{unknown_id}/retry", headers=AUTH)
     no_kind = await client.post(f"/admin/tasks/nope/{unknown_id}/retry", headers=AUTH)
 
+    assert no_task.status_code == 404
     assert no_task.json()["type"] == "/problems/task-not-found"
-    assert no_kind.json()["type"] == "/problems/unknown-task-kind"
-    assert no_task.status_code == no_kind.status_code == 404
+    assert no_kind.status_code == 422
+    assert no_kind.json()["errors"][0]["loc"] == ["path", "kind"]
 
 
 async def test_metrics_show_counters_durations_backlog_and_recovery_passes(
