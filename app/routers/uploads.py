@@ -28,7 +28,10 @@ router = APIRouter(prefix="/uploads", tags=["uploads"])
 
 # The body is read as a stream by the service, not declared as FastAPI form
 # parameters (which would spool the whole file first); this tells OpenAPI,
-# and so Swagger UI, what to send.
+# and so Swagger UI, what to send, and states the rules the service applies:
+# these two fields and no other, and a `file` that is text, not empty and
+# free of NUL bytes. (OpenAPI 3.1 names the file's type with contentMediaType;
+# Swagger UI shows a file picker for it.)
 _MULTIPART_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -37,11 +40,15 @@ _MULTIPART_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "string",
-                            "format": "binary",
-                            "description": "UTF-8 CSV with a header naming `email` and `name`.",
+                            "contentMediaType": "text/csv",
+                            "minLength": 1,
+                            "pattern": "^[^\\x00]*$",
+                            "description": "UTF-8 CSV with a header naming `email` and `name`; "
+                            "at most UPLOAD_MAX_BYTES (413 beyond).",
                         },
                         "send_welcome": {
                             "type": "boolean",
@@ -49,7 +56,8 @@ _MULTIPART_BODY: dict[str, Any] = {
                             "description": "Owe each imported user a welcome email.",
                         },
                     },
-                }
+                },
+                "encoding": {"file": {"contentType": "text/csv"}},
             }
         },
     }
