@@ -13,6 +13,7 @@ from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestIdMiddleware
+from app.core.openapi import refine_openapi
 from app.core.shutdown import Shutdown
 from app.routers import admin, health, notifications, signups, uploads, users
 from app.tasks.recovery import run_recovery_loop
@@ -81,6 +82,7 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
     app.state.settings = settings or Settings()
     app.state.watch_signals = watch_signals
     install_error_handlers(app)
+    refine_openapi(app)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(signups.router)
     app.include_router(users.router)

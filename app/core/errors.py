@@ -157,12 +157,6 @@ class InvalidUpload(ServiceError):
     title = "Invalid upload request"
 
 
-class InvalidQuery(ServiceError):
-    status = 422
-    slug = "invalid-query"
-    title = "Invalid query parameter"
-
-
 class MalformedBody(ServiceError):
     """A body that cannot be read at all: JSON that is not UTF-8 (FastAPI raises that
     one), a broken or truncated multipart body."""

@@ -1,7 +1,6 @@
 """/admin: background work for operators (Bearer ADMIN_TOKEN), and /metrics."""
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
@@ -10,7 +9,6 @@ from app.core import metrics
 from app.core.errors import (
     AdminApiDisabled,
     AdminUnauthorized,
-    InvalidQuery,
     TaskNotFailed,
     TaskNotFound,
     problem_responses,
@@ -18,6 +16,7 @@ from app.core.errors import (
 from app.routers.deps import AuditDep, SessionDep, require_admin
 from app.schemas.admin import FailedTaskPage, TaskKindName, TaskRead, TasksOverview
 from app.schemas.audit import AuditPage
+from app.schemas.query import CursorQuery, Moment
 from app.services import admin, audit
 from app.tasks.registry import run_named_task
 
@@ -39,12 +38,12 @@ async def tasks_overview(session: SessionDep) -> TasksOverview:
     "/admin/tasks/failed",
     response_model=FailedTaskPage,
     summary="Dead letters: failed tasks, newest first, a page at a time",
-    responses=problem_responses(*AUTH_ERRORS, InvalidQuery),
+    responses=problem_responses(*AUTH_ERRORS),
 )
 async def failed_tasks(
     session: SessionDep,
     kind: Annotated[TaskKindName | None, Query(description="Only this task kind.")] = None,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FailedTaskPage:
     return await admin.failed(session, kind=kind, cursor=cursor, limit=limit)
@@ -74,16 +73,16 @@ async def retry_task(
     "/admin/audit",
     response_model=AuditPage,
     summary="The audit trail: filtered, newest first, a page at a time",
-    responses=problem_responses(*AUTH_ERRORS, InvalidQuery),
+    responses=problem_responses(*AUTH_ERRORS),
 )
 async def audit_trail(
     session: SessionDep,
     action: Annotated[str | None, Query(description="e.g. user.signed_up")] = None,
     resource: Annotated[str | None, Query(description="e.g. users/{id}")] = None,
     actor: Annotated[str | None, Query(description="anonymous or admin")] = None,
-    since: Annotated[datetime | None, Query(description="From this moment (inclusive).")] = None,
-    until: Annotated[datetime | None, Query(description="Before this moment.")] = None,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    since: Annotated[Moment | None, Query(description="From this moment (inclusive).")] = None,
+    until: Annotated[Moment | None, Query(description="Before this moment.")] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditPage:
     return await audit.search(

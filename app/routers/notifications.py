@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse
 from app.core.errors import (
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
-    InvalidQuery,
     NotificationNotFound,
     UserNotFound,
     WebhookNotConfigured,
@@ -18,6 +17,7 @@ from app.core.errors import (
 from app.routers.deps import AuditDep, SessionDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
 from app.schemas.notification import NotificationCreate, NotificationPage, NotificationRead
+from app.schemas.query import CursorQuery
 from app.services import notifications
 from app.services.idempotency import StoredResponse
 from app.services.notifications import notification_location
@@ -78,12 +78,12 @@ async def get_notification(notification_id: uuid.UUID, session: SessionDep) -> N
     "/users/{user_id}/notifications",
     response_model=NotificationPage,
     summary="A user's notifications, newest first, a page at a time",
-    responses=problem_responses(UserNotFound, InvalidQuery),
+    responses=problem_responses(UserNotFound),
 )
 async def list_notifications(
     user_id: uuid.UUID,
     session: SessionDep,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> NotificationPage:
     return await notifications.list_for_user(session, user_id, cursor=cursor, limit=limit)

@@ -9,7 +9,6 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from app.core.errors import (
     EmptyUpload,
     IdempotencyKeyInProgress,
-    InvalidQuery,
     InvalidUpload,
     UnsupportedUpload,
     UploadNotFound,
@@ -18,6 +17,7 @@ from app.core.errors import (
 )
 from app.routers.deps import AuditDep, DatabaseDep, SessionDep, SettingsDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
+from app.schemas.query import CursorQuery
 from app.schemas.upload import UploadPage, UploadRead
 from app.services import uploads
 from app.services.idempotency import StoredResponse
@@ -110,11 +110,11 @@ async def create_upload(
     "",
     response_model=UploadPage,
     summary="Recent uploads, newest first, a page at a time",
-    responses=problem_responses(InvalidQuery),
+    responses=problem_responses(),
 )
 async def list_uploads(
     session: SessionDep,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> UploadPage:
     return await uploads.recent(session, cursor=cursor, limit=limit)

@@ -7,6 +7,7 @@ from typing import Literal, cast
 from pydantic import BaseModel, Field
 
 from app.models.base import TaskStatus
+from app.schemas.query import NextCursor
 
 # The must-complete kinds of app.tasks.registry, by name, so the schema lists them
 # (tests/tasks/test_task_kinds.py keeps the two in step).
@@ -47,6 +48,4 @@ class FailedTaskRead(TaskRead):
 
 class FailedTaskPage(BaseModel):
     items: list[FailedTaskRead]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null at the end."
-    )
+    next_cursor: NextCursor

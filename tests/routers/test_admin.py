@@ -129,12 +129,26 @@ async def test_dead_letters_filter_by_kind(client: httpx.AsyncClient, smtp: SMTP
     assert unknown.json()["errors"][0]["loc"] == ["query", "kind"]
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "Zm9vfGJhcg", "MjAyNi0wMS0wMXx4"])
-async def test_a_cursor_we_did_not_issue_is_422(client: httpx.AsyncClient, cursor: str) -> None:
+@pytest.mark.parametrize("cursor", ["garbage", "Zm9vfGJhcg", "A" * 30, "A" * 32, "A" * 30 + "="])
+async def test_a_cursor_of_another_shape_is_422(client: httpx.AsyncClient, cursor: str) -> None:
     response = await client.get(f"/admin/tasks/failed?cursor={cursor}", headers=AUTH)
 
     assert response.status_code == 422
-    assert response.json()["type"] == "/problems/invalid-query"
+    assert response.json()["type"] == "/problems/validation-error"
+    assert response.json()["errors"][0]["loc"] == ["query", "cursor"]
+
+
+@pytest.mark.parametrize("cursor", ["A" * 31, "_" * 31])
+async def test_any_cursor_of_the_documented_shape_is_a_position(
+    client: httpx.AsyncClient, smtp: SMTPServer, cursor: str
+) -> None:
+    """The earliest and the latest position there are: before and after every failure."""
+    await fail_signups(client, smtp, 1)
+
+    response = await client.get(f"/admin/tasks/failed?cursor={cursor}", headers=AUTH)
+
+    assert response.status_code == 200
+    assert len(response.json()["items"]) == (0 if cursor[0] == "A" else 1)
 
 
 async def test_retrying_a_failed_task_rearms_it_and_it_then_succeeds(

@@ -140,7 +140,7 @@ async def test_a_users_notifications_are_listed_newest_first_a_page_at_a_time(
     assert [len(page["items"]) for page in pages] == [2, 2, 1]
 
 
-async def test_listing_for_an_unknown_user_is_404_and_a_foreign_cursor_is_422(
+async def test_listing_for_an_unknown_user_is_404_and_a_malformed_cursor_is_422(
     client: httpx.AsyncClient,
 ) -> None:
     user = await sign_up(client)
@@ -150,7 +150,7 @@ async def test_listing_for_an_unknown_user_is_404_and_a_foreign_cursor_is_422(
 
     assert unknown.status_code == 404
     assert bad_cursor.status_code == 422
-    assert bad_cursor.json()["type"] == "/problems/invalid-query"
+    assert bad_cursor.json()["errors"][0]["loc"] == ["query", "cursor"]
 
 
 async def test_the_same_idempotency_key_and_body_replay_the_first_response_and_send_once(
