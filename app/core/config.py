@@ -79,6 +79,12 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr | None = None
 
+    # Webhook secret rotation: after a rotation, deliveries are signed with the
+    # new secret and, for this long, the previous one too (Standard Webhooks
+    # allows several signatures), so receivers can switch without an outage.
+    # 0: the previous secret stops signing at once.
+    webhook_secret_rotation_window_seconds: int = Field(default=86_400, ge=0)
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str | None) -> str | None:

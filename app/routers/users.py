@@ -55,13 +55,17 @@ async def update_user(
     "/{user_id}/webhook-secret/rotate",
     response_model=UserWithWebhookSecret,
     summary="Issue a new webhook signing secret, shown in this response only",
-    description="The old secret stops signing at once, including retries of earlier notifications.",
+    description="Every delivery from now on, retries of earlier notifications included, is "
+    "signed with the new secret and, until `webhook_previous_secret_expires_at` "
+    "(WEBHOOK_SECRET_ROTATION_WINDOW_SECONDS, a day by default), with the one it replaces "
+    "too: `webhook-signature` then carries both, and a receiver verifying with either "
+    "accepts it. Switch the receiver to the new secret within that window.",
     responses=problem_responses(UserNotFound, WebhookNotConfigured),
 )
 async def rotate_webhook_secret(
-    user_id: uuid.UUID, session: SessionDep, audit: AuditDep
+    user_id: uuid.UUID, session: SessionDep, settings: SettingsDep, audit: AuditDep
 ) -> UserWithWebhookSecret:
-    user = await users.rotate_webhook_secret(session, user_id)
+    user = await users.rotate_webhook_secret(session, user_id, settings)
     audit.record("user.webhook_secret_rotated", f"users/{user_id}")
     return user
 
