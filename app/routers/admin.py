@@ -13,7 +13,9 @@ from app.core.errors import (
     TaskNotFound,
     problem_responses,
 )
+from app.core.openapi import success_response
 from app.routers.deps import AuditDep, SessionDep, require_admin
+from app.schemas import examples
 from app.schemas.admin import FailedTaskPage, TaskKindName, TaskRead, TasksOverview
 from app.schemas.audit import AuditPage
 from app.schemas.query import CursorQuery, Moment
@@ -28,7 +30,10 @@ AUTH_ERRORS = (AdminUnauthorized, AdminApiDisabled)
     "/admin/tasks",
     response_model=TasksOverview,
     summary="Counts per task kind and status, and the oldest due row's age",
-    responses=problem_responses(*AUTH_ERRORS, validation=False),
+    responses={
+        **success_response(200, "Every kind of background work, counted.", examples.TASKS),
+        **problem_responses(*AUTH_ERRORS, validation=False),
+    },
 )
 async def tasks_overview(session: SessionDep) -> TasksOverview:
     return await admin.overview(session)
@@ -38,7 +43,12 @@ async def tasks_overview(session: SessionDep) -> TasksOverview:
     "/admin/tasks/failed",
     response_model=FailedTaskPage,
     summary="Dead letters: failed tasks, newest first, a page at a time",
-    responses=problem_responses(*AUTH_ERRORS),
+    responses={
+        **success_response(
+            200, "A page of failed tasks, newest failure first.", examples.FAILED_TASKS
+        ),
+        **problem_responses(*AUTH_ERRORS),
+    },
 )
 async def failed_tasks(
     session: SessionDep,
@@ -54,7 +64,14 @@ async def failed_tasks(
     status_code=202,
     response_model=TaskRead,
     summary="Retry a failed task with a fresh set of attempts",
-    responses=problem_responses(*AUTH_ERRORS, TaskNotFound, TaskNotFailed),
+    responses={
+        **success_response(
+            202,
+            "Re-armed (`pending`, attempts from zero), run after this response.",
+            examples.TASK_RETRIED,
+        ),
+        **problem_responses(*AUTH_ERRORS, TaskNotFound, TaskNotFailed),
+    },
 )
 async def retry_task(
     kind: TaskKindName,
@@ -73,7 +90,10 @@ async def retry_task(
     "/admin/audit",
     response_model=AuditPage,
     summary="The audit trail: filtered, newest first, a page at a time",
-    responses=problem_responses(*AUTH_ERRORS),
+    responses={
+        **success_response(200, "A page of audit entries, newest first.", examples.AUDIT),
+        **problem_responses(*AUTH_ERRORS),
+    },
 )
 async def audit_trail(
     session: SessionDep,
@@ -103,8 +123,11 @@ async def audit_trail(
     response_class=Response,
     responses={
         200: {
-            "content": {metrics.CONTENT_TYPE: {"schema": {"type": "string"}}},
-            "description": "Prometheus text format",
+            "content": {
+                metrics.CONTENT_TYPE: {"schema": {"type": "string"}, "example": examples.METRICS}
+            },
+            "description": "Prometheus text format: this process's counters (or all "
+            "workers'), then the due backlog read from the database.",
         },
         **problem_responses(*AUTH_ERRORS, validation=False),
     },

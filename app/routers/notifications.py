@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Body, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.core.errors import (
@@ -14,8 +14,10 @@ from app.core.errors import (
     WebhookNotConfigured,
     problem_responses,
 )
+from app.core.openapi import request_examples, success_response
 from app.routers.deps import AuditDep, SessionDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
+from app.schemas import examples
 from app.schemas.notification import NotificationCreate, NotificationPage, NotificationRead
 from app.schemas.query import CursorQuery
 from app.services import notifications
@@ -31,17 +33,27 @@ router = APIRouter(tags=["notifications"])
     status_code=202,
     response_model=NotificationRead,
     summary="Notify a user by email or webhook; delivered in the background",
-    responses=problem_responses(
-        UserNotFound,
-        WebhookNotConfigured,
-        IdempotencyKeyInProgress,
-        IdempotencyKeyReused,
-        body=True,
-    ),
+    responses={
+        **success_response(
+            202,
+            "Accepted: the notification, owed (`pending`) and delivered after this response. "
+            "`Location` is its URL, to follow its status.",
+            examples.NOTIFICATION_OWED,
+        ),
+        **problem_responses(
+            UserNotFound,
+            WebhookNotConfigured,
+            IdempotencyKeyInProgress,
+            IdempotencyKeyReused,
+            body=True,
+        ),
+    },
 )
 async def create_notification(
     user_id: uuid.UUID,
-    payload: NotificationCreate,
+    payload: Annotated[
+        NotificationCreate, Body(openapi_examples=request_examples(examples.NOTIFICATION_REQUESTS))
+    ],
     session: SessionDep,
     background_tasks: BackgroundTasks,
     audit: AuditDep,
@@ -68,7 +80,12 @@ async def create_notification(
     "/notifications/{notification_id}",
     response_model=NotificationRead,
     summary="A notification, with its delivery's live status",
-    responses=problem_responses(NotificationNotFound),
+    responses={
+        **success_response(
+            200, "The notification as it stands now.", examples.NOTIFICATION_DELIVERED
+        ),
+        **problem_responses(NotificationNotFound),
+    },
 )
 async def get_notification(notification_id: uuid.UUID, session: SessionDep) -> NotificationRead:
     return await notifications.get(session, notification_id)
@@ -78,7 +95,10 @@ async def get_notification(notification_id: uuid.UUID, session: SessionDep) -> N
     "/users/{user_id}/notifications",
     response_model=NotificationPage,
     summary="A user's notifications, newest first, a page at a time",
-    responses=problem_responses(UserNotFound),
+    responses={
+        **success_response(200, "A page of notifications, newest first.", examples.NOTIFICATIONS),
+        **problem_responses(UserNotFound),
+    },
 )
 async def list_notifications(
     user_id: uuid.UUID,

@@ -15,8 +15,10 @@ from app.core.errors import (
     UploadTooLarge,
     problem_responses,
 )
+from app.core.openapi import success_response
 from app.routers.deps import AuditDep, DatabaseDep, SessionDep, SettingsDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
+from app.schemas import examples
 from app.schemas.query import CursorQuery
 from app.schemas.upload import UploadPage, UploadRead
 from app.services import uploads
@@ -69,14 +71,22 @@ _MULTIPART_BODY: dict[str, Any] = {
     status_code=202,
     response_model=UploadRead,
     summary="Upload a CSV of people; they are imported in the background",
-    responses=problem_responses(
-        UploadTooLarge,
-        UnsupportedUpload,
-        EmptyUpload,
-        InvalidUpload,
-        IdempotencyKeyInProgress,
-        body=True,
-    ),
+    responses={
+        **success_response(
+            202,
+            "Accepted: the file is stored and its import owed (`pending`), run after this "
+            "response. `Location` is the upload's URL, to follow its progress.",
+            examples.UPLOAD_ACCEPTED,
+        ),
+        **problem_responses(
+            UploadTooLarge,
+            UnsupportedUpload,
+            EmptyUpload,
+            InvalidUpload,
+            IdempotencyKeyInProgress,
+            body=True,
+        ),
+    },
     openapi_extra=_MULTIPART_BODY,
 )
 async def create_upload(
@@ -110,7 +120,10 @@ async def create_upload(
     "",
     response_model=UploadPage,
     summary="Recent uploads, newest first, a page at a time",
-    responses=problem_responses(),
+    responses={
+        **success_response(200, "A page of uploads, newest first.", examples.UPLOADS),
+        **problem_responses(),
+    },
 )
 async def list_uploads(
     session: SessionDep,
@@ -124,7 +137,14 @@ async def list_uploads(
     "/{upload_id}",
     response_model=UploadRead,
     summary="An upload's import: status, counts (updated per batch), first rejected rows",
-    responses=problem_responses(UploadNotFound),
+    responses={
+        **success_response(
+            200,
+            "The upload and its import as they stand now (the counts move per batch).",
+            examples.UPLOAD_IMPORTED,
+        ),
+        **problem_responses(UploadNotFound),
+    },
 )
 async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
     return await uploads.get(session, upload_id)
@@ -136,8 +156,9 @@ async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
     summary="Every rejected row with its line number and reason, as CSV",
     responses={
         200: {
-            "content": {"text/csv": {"schema": {"type": "string"}}},
-            "description": "CSV with the columns line, email, name, reason",
+            "content": {"text/csv": {"schema": {"type": "string"}, "example": examples.ERRORS_CSV}},
+            "description": "CSV with the columns line, email, name, reason: every rejected row "
+            "so far, in file order.",
         },
         **problem_responses(UploadNotFound),
     },

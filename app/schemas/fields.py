@@ -123,7 +123,7 @@ WebhookUrl = Annotated[
     StringConstraints(
         strip_whitespace=True, min_length=1, max_length=2000, pattern=r"^[^\x00-\x20\x7f]+$"
     ),
-    Field(examples=["https://hooks.example.com/signup-service"]),
+    Field(examples=["https://example.com/webhooks/signup-service"]),  # a host that resolves
 ]
 
 # A line of text that ends up in a mail header.
