@@ -15,7 +15,7 @@ from app.core.logging import configure_logging
 from app.core.middleware import RequestIdMiddleware
 from app.core.openapi import refine_openapi
 from app.core.shutdown import Shutdown
-from app.routers import admin, health, notifications, signups, uploads, users
+from app.routers import admin, docs, health, notifications, signups, uploads, users
 from app.tasks.recovery import run_recovery_loop
 from app.tasks.runtime import open_runtime
 
@@ -78,6 +78,9 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by app.routers.docs instead, with no CDN involved.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings or Settings()
     app.state.watch_signals = watch_signals
@@ -90,6 +93,7 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
     app.include_router(uploads.router)
     app.include_router(admin.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
     return app
 
 
