@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, wait_for_database
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestIdMiddleware
@@ -40,6 +40,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if app.state.watch_signals:
         shutdown.watch_signals()
     try:
+        if not settings.is_sqlite and not await wait_for_database(
+            database.request_engine,
+            within=settings.database_startup_wait_seconds,
+            stop=shutdown.requested,
+        ):
+            # Serve anyway: /readyz and every request answer 503 until the
+            # database is back, and the recovery loops keep trying.
+            logger.warning("starting without the database")
         async with open_runtime(settings, database) as runtime:
             recovery = (
                 asyncio.create_task(run_recovery_loop(runtime, shutdown))

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     # allows several signatures), so receivers can switch without an outage.
     # 0: the previous secret stops signing at once.
     webhook_secret_rotation_window_seconds: int = Field(default=86_400, ge=0)
+    # Startup: how long `migrate` and `serve` keep trying to reach the database
+    # before `migrate` gives up and `serve` starts without it. A container's
+    # PostgreSQL refuses TCP for a while on its first start, when its own
+    # healthcheck (over the Unix socket) already passes.
+    database_startup_wait_seconds: float = Field(default=60.0, ge=0)
 
     @field_validator("database_url")
     @classmethod
