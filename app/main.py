@@ -12,7 +12,7 @@ from app.core.config import Settings
 from app.core.db import Database, wait_for_database
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
-from app.core.middleware import RequestIdMiddleware
+from app.core.middleware import RequestIdMiddleware, ShutdownCutoffMiddleware
 from app.core.openapi import refine_openapi
 from app.core.shutdown import Shutdown
 from app.routers import admin, docs, health, notifications, signups, uploads, users
@@ -36,7 +36,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database = Database.open(settings)
     app.state.database = database
-    shutdown = Shutdown(settings.shutdown_grace_seconds)
+    shutdown: Shutdown = app.state.shutdown
     if app.state.watch_signals:
         shutdown.watch_signals()
     try:
@@ -90,11 +90,14 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
         docs_url=None,
         redoc_url=None,
     )
-    app.state.settings = settings or Settings()
+    app.state.settings = settings = settings or Settings()
     app.state.watch_signals = watch_signals
+    app.state.shutdown = shutdown = Shutdown(settings.shutdown_grace_seconds)
     install_error_handlers(app)
     refine_openapi(app)
     app.add_middleware(RequestIdMiddleware)
+    # Outermost: it sees the cancellation that ends a shutdown's grace.
+    app.add_middleware(ShutdownCutoffMiddleware, shutdown=shutdown)
     app.include_router(signups.router)
     app.include_router(users.router)
     app.include_router(notifications.router)
