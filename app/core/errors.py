@@ -183,6 +183,20 @@ def problem_response(problem: Problem, headers: Mapping[str, str] | None = None)
     )
 
 
+def render_problem(
+    error: ServiceError, instance: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The problem details response for `error`, at the path `instance`."""
+    problem = Problem(
+        type=error.problem_type(),
+        title=error.title,
+        status=error.status,
+        detail=error.detail,
+        instance=instance,
+    )
+    return problem_response(problem, headers={**(error.headers or {}), **(headers or {})})
+
+
 def problem_responses(
     *errors: type[ServiceError], validation: bool = True, body: bool = False
 ) -> dict[int | str, dict[str, Any]]:

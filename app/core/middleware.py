@@ -9,10 +9,9 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import ServiceUnavailable, problem_response
+from app.core.errors import ServiceUnavailable, render_problem
 from app.core.logging import log_context
 from app.core.shutdown import Shutdown
-from app.schemas.problem import Problem
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +82,10 @@ class ShutdownCutoffMiddleware:
             task.uncancel()
             logger.debug("cut off by the end of the shutdown grace: %s", scope["path"])
             if not answered:
-                await _shutting_down(scope["path"])(scope, receive, send)
-
-
-def _shutting_down(path: str) -> ASGIApp:
-    return problem_response(
-        Problem(
-            type=ServiceUnavailable.problem_type(),
-            title=ServiceUnavailable.title,
-            status=503,
-            detail="The server is shutting down; retry the request.",
-            instance=path,
-        ),
-        headers={"Connection": "close", "Retry-After": "1"},
-    )
+                shutting_down = ServiceUnavailable(
+                    "The server is shutting down; retry the request."
+                )
+                response = render_problem(
+                    shutting_down, scope["path"], {"Connection": "close", "Retry-After": "1"}
+                )
+                await response(scope, receive, send)

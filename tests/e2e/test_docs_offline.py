@@ -80,6 +80,15 @@ class Traffic:
         ]
 
 
+async def open_page(browser: Browser, server: ServerProcess, path: str) -> tuple[Page, Traffic]:
+    """The page at `path` of the service, as the browser reaches it, and what it requested."""
+    origin = f"http://{HOST}:{server.port}"
+    page = await browser.new_page()
+    traffic = Traffic(page, origin)
+    await page.goto(origin + path)
+    return page, traffic
+
+
 def operations(spec: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [
         (method.upper(), path, operation["operationId"])
@@ -91,11 +100,8 @@ def operations(spec: dict[str, Any]) -> list[tuple[str, str, str]]:
 async def test_swagger_ui_renders_every_operation_offline_and_runs_the_signup_example(
     browser: Browser, server: ServerProcess, spec: dict[str, Any]
 ) -> None:
-    origin = f"http://{HOST}:{server.port}"
-    page = await browser.new_page()
-    traffic = Traffic(page, origin)
+    page, traffic = await open_page(browser, server, "/docs")
 
-    await page.goto(f"{origin}/docs")
     blocks = page.locator(".opblock")
     await blocks.nth(len(operations(spec)) - 1).wait_for()
     shown = {
@@ -118,11 +124,8 @@ async def test_swagger_ui_renders_every_operation_offline_and_runs_the_signup_ex
 async def test_redoc_renders_every_operation_offline_without_fetching_anything_elsewhere(
     browser: Browser, server: ServerProcess, spec: dict[str, Any]
 ) -> None:
-    origin = f"http://{HOST}:{server.port}"
-    page = await browser.new_page()
-    traffic = Traffic(page, origin)
+    page, traffic = await open_page(browser, server, "/redoc")
 
-    await page.goto(f"{origin}/redoc")
     sections = page.locator("[data-section-id^='operation/']")
     await sections.nth(len(operations(spec)) - 1).wait_for()
     shown = {await section.get_attribute("data-section-id") for section in await sections.all()}
