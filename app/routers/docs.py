@@ -17,6 +17,9 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from app.core.errors import NotFound
 
+SWAGGER_UI_URL = "/docs"
+REDOC_URL = "/redoc"
+PAGES = (SWAGGER_UI_URL, REDOC_URL)
 ASSETS_URL = "/docs/assets"
 _ASSETS = Path(str(files("fastapi_offline") / "static"))
 _ASSET_NAMES = frozenset(
@@ -41,7 +44,7 @@ def _asset_url(request: Request, name: str) -> str:
     return f"{_root(request)}{ASSETS_URL}/{name}"
 
 
-@router.get("/docs")
+@router.get(SWAGGER_UI_URL)
 async def swagger_ui(request: Request) -> HTMLResponse:
     return get_swagger_ui_html(
         openapi_url=_openapi_url(request),
@@ -74,7 +77,7 @@ _REDOC_PAGE = """<!DOCTYPE html>
 """
 
 
-@router.get("/redoc")
+@router.get(REDOC_URL)
 async def redoc(request: Request) -> HTMLResponse:
     return HTMLResponse(
         _REDOC_PAGE.format(
@@ -90,4 +93,6 @@ async def redoc(request: Request) -> HTMLResponse:
 async def asset(name: str) -> FileResponse:
     if name not in _ASSET_NAMES:  # a fixed list: a name from the request is never a path
         raise NotFound(f"no docs asset {name!r}")
-    return FileResponse(_ASSETS / name)
+    # They change only with the package: a day in the browser's cache saves
+    # fetching 2.6 MB on every visit to the docs.
+    return FileResponse(_ASSETS / name, headers={"Cache-Control": "public, max-age=86400"})

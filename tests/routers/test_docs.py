@@ -47,6 +47,7 @@ async def test_each_asset_is_served_with_its_type_and_a_validator(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith(media_type)
     assert response.headers["etag"]
+    assert response.headers["cache-control"] == "public, max-age=86400"
     assert len(response.content) > 500
 
 
