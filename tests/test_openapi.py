@@ -111,3 +111,23 @@ def test_every_property_example_is_valid_against_its_schema(
     where: str, schema: Any, example: Any
 ) -> None:
     assert validator(schema).is_valid(example), where
+
+
+OPTIONAL_PARAMETERS = [
+    (f"{method} {path} {parameter['name']}", parameter)
+    for method, path, operation in OPERATIONS
+    for parameter in operation.get("parameters", [])
+    if not parameter.get("required")
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "parameter"), OPTIONAL_PARAMETERS, ids=[w for w, _ in OPTIONAL_PARAMETERS]
+)
+def test_an_optional_parameter_is_left_out_not_sent_as_null(where: str, parameter: Any) -> None:
+    """Swagger UI showed `string | (string | null)`; a query string or header has no null."""
+    schema = parameter["schema"]
+
+    assert "anyOf" not in schema, where
+    assert schema.get("type") != "null", where
+    assert schema.get("type") or schema.get("enum"), where
