@@ -31,8 +31,10 @@ ENV PATH="/app/.venv/bin:$PATH" \
     DATA_DIR=/data
 USER 10001:10001
 EXPOSE 8000
+# Straight to this container, past any proxy set in the environment (urllib would
+# otherwise send even 127.0.0.1 through HTTP_PROXY).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"]
+    CMD ["python", "-c", "import sys, urllib.request as u; sys.exit(u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"]
 # Exec form: no shell in between, so SIGTERM reaches uvicorn and the graceful
 # shutdown grace (SHUTDOWN_GRACE_SECONDS) applies.
 CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0", "--port", "8000"]

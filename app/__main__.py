@@ -53,9 +53,22 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    if not settings.is_sqlite and not asyncio.run(_database_reachable(settings)):
+        return 1
     migrations.upgrade(settings.resolved_database_url)
     logger.info("database migrated to %s", migrations.head_revision())
     return 0
+
+
+async def _database_reachable(settings: Settings) -> bool:
+    """Wait for the database as a first start needs (see DATABASE_STARTUP_WAIT_SECONDS)."""
+    from app.core.db import create_engine, wait_for_database  # noqa: PLC0415
+
+    engine = create_engine(settings, pool_size=1)
+    try:
+        return await wait_for_database(engine, within=settings.database_startup_wait_seconds)
+    finally:
+        await engine.dispose()
 
 
 def recover(settings: Settings, _args: argparse.Namespace) -> int:

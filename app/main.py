@@ -9,14 +9,15 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, wait_for_database
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
-from app.core.middleware import RequestIdMiddleware
+from app.core.middleware import RequestIdMiddleware, ShutdownCutoffMiddleware
+from app.core.openapi import refine_openapi
 from app.core.request_limits import BodyLimits, RequestLimitsMiddleware
 from app.core.security_headers import SecurityHeadersMiddleware
 from app.core.shutdown import Shutdown
-from app.routers import admin, health, notifications, signups, uploads, users
+from app.routers import admin, docs, health, notifications, signups, uploads, users
 from app.tasks.recovery import run_recovery_loop
 from app.tasks.runtime import open_runtime
 
@@ -37,10 +38,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database = Database.open(settings)
     app.state.database = database
-    shutdown = Shutdown(settings.shutdown_grace_seconds)
+    shutdown: Shutdown = app.state.shutdown
     if app.state.watch_signals:
         shutdown.watch_signals()
     try:
+        if not settings.is_sqlite and not await wait_for_database(
+            database.request_engine,
+            within=settings.database_startup_wait_seconds,
+            stop=shutdown.requested,
+        ):
+            # Serve anyway: /readyz and every request answer 503 until the
+            # database is back, and the recovery loops keep trying.
+            logger.warning("starting without the database")
         async with open_runtime(settings, database) as runtime:
             recovery = (
                 asyncio.create_task(run_recovery_loop(runtime, shutdown))
@@ -79,10 +88,15 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by app.routers.docs instead, with no CDN involved.
+        docs_url=None,
+        redoc_url=None,
     )
-    settings = app.state.settings = settings or Settings()
+    app.state.settings = settings = settings or Settings()
     app.state.watch_signals = watch_signals
+    app.state.shutdown = shutdown = Shutdown(settings.shutdown_grace_seconds)
     install_error_handlers(app)
+    refine_openapi(app)
     limits = BodyLimits(
         max_bytes=settings.http_json_body_max_bytes,
         idle_timeout=settings.http_body_idle_timeout_seconds,
@@ -90,14 +104,16 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
     )
     app.add_middleware(RequestLimitsMiddleware, limits=limits)
     app.add_middleware(RequestIdMiddleware)
-    docs = [app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url]
-    app.add_middleware(SecurityHeadersMiddleware, docs_paths=[path for path in docs if path])
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs.PAGES)
+    # Outermost: it sees the cancellation that ends a shutdown's grace.
+    app.add_middleware(ShutdownCutoffMiddleware, shutdown=shutdown)
     app.include_router(signups.router)
     app.include_router(users.router)
     app.include_router(notifications.router)
     app.include_router(uploads.router)
     app.include_router(admin.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
     return app
 
 

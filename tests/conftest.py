@@ -107,6 +107,8 @@ def make_settings(
         # Off unless a test turns it on: a pass racing the test's own calls
         # would make outcomes depend on timing.
         "recovery_interval_seconds": 0,
+        # A database the test made unreachable stays so: no point waiting for it.
+        "database_startup_wait_seconds": 0,
         **overrides,
     }
     return Settings(_env_file=None, **values)

@@ -1,7 +1,11 @@
 """docker-compose.yml and the Dockerfile, checked by reading them (no Docker engine needed)."""
 
+import os
 import re
 import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +14,8 @@ import yaml
 
 from app.__main__ import build_parser
 from app.core.config import Settings
-from tests.support.server import PROJECT_ROOT
+from tests.support.postgres import free_port
+from tests.support.server import PROJECT_ROOT, ServerProcess
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
@@ -114,3 +119,68 @@ def test_dockerignore_keeps_only_what_the_image_needs() -> None:
     for copied in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE, re.M):
         for source in shlex.split(copied):
             assert Path(source).name in kept, source
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_the_local_image_is_built_never_pulled(service: str) -> None:
+    assert SERVICES[service]["image"] == "signup-service:local"
+    assert SERVICES[service]["pull_policy"] == "build"
+
+
+def healthchecks() -> dict[str, list[str]]:
+    """The app's healthcheck commands, as compose and the image's HEALTHCHECK run them."""
+    compose = SERVICES["app"]["healthcheck"]["test"]
+    assert compose[0] == "CMD"
+    instruction = re.search(r"^HEALTHCHECK .*\\\n\s+CMD (\[.+\])$", DOCKERFILE, re.M)
+    assert instruction is not None
+    return {"compose": compose[1:], "Dockerfile": yaml.safe_load(instruction.group(1))}
+
+
+@pytest.fixture(scope="module")
+def ready_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp("healthcheck")
+    server = ServerProcess(
+        {"DATA_DIR": str(folder / "data"), "LOG_LEVEL": "WARNING"}, folder / "server.log"
+    )
+    yield server.start()
+    server.stop()
+
+
+def run_healthcheck(command: list[str], port: int, env: dict[str, str]) -> int:
+    """Run it as the container would, against `port` instead of 8000."""
+    assert command[0] == "python"
+    argv = [sys.executable, *(part.replace(":8000/", f":{port}/") for part in command[1:])]
+    environment = {"PATH": os.environ.get("PATH", ""), **env}
+    result = subprocess.run(argv, env=environment, capture_output=True, timeout=30, check=False)
+    return result.returncode
+
+
+@pytest.mark.parametrize("where", ["compose", "Dockerfile"])
+def test_the_healthcheck_reaches_its_own_container_past_a_proxy_in_the_environment(
+    where: str, ready_server: ServerProcess
+) -> None:
+    # A proxy nothing listens on: a request sent through it fails.
+    dead_proxy = f"http://127.0.0.1:{free_port()}"
+    proxied = dict.fromkeys(("HTTP_PROXY", "http_proxy", "ALL_PROXY"), dead_proxy)
+    through_proxy = (
+        "import sys, urllib.request; "
+        f"urllib.request.urlopen('{ready_server.base_url}/readyz', timeout=2)"
+    )
+
+    status = run_healthcheck(healthchecks()[where], ready_server.port, proxied)
+
+    assert status == 0
+    # The environment is hostile: urllib's defaults would have gone through the proxy.
+    plain = subprocess.run(
+        [sys.executable, "-c", through_proxy],
+        env=proxied,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert plain.returncode != 0
+
+
+@pytest.mark.parametrize("where", ["compose", "Dockerfile"])
+def test_the_healthcheck_fails_when_nothing_answers(where: str) -> None:
+    assert run_healthcheck(healthchecks()[where], free_port(), {}) != 0

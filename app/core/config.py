@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     http_body_idle_timeout_seconds: float = Field(default=30.0, gt=0)
     http_body_min_bytes_per_second: int = Field(default=1024, ge=0)
 
+    # Webhook secret rotation: after a rotation, deliveries are signed with the
+    # new secret and, for this long, the previous one too (Standard Webhooks
+    # allows several signatures), so receivers can switch without an outage.
+    # 0: the previous secret stops signing at once.
+    webhook_secret_rotation_window_seconds: int = Field(default=86_400, ge=0)
+    # Startup: how long `migrate` and `serve` keep trying to reach the database
+    # before `migrate` gives up and `serve` starts without it. A container's
+    # PostgreSQL refuses TCP for a while on its first start, when its own
+    # healthcheck (over the Unix socket) already passes.
+    database_startup_wait_seconds: float = Field(default=60.0, ge=0)
+
     @field_validator("database_url")
     @classmethod
     def _async_driver(cls, value: str | None) -> str | None:

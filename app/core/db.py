@@ -1,13 +1,16 @@
 """Engines and the two session factories: one pool for requests, one for background work."""
 
+import asyncio
+import logging
+import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -20,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.core.config import Settings
+
+logger = logging.getLogger(__name__)
 
 SessionFactory = async_sessionmaker[AsyncSession]
 # How long a connection waits for SQLite's write lock before "database is locked".
@@ -206,3 +211,56 @@ class Database:
         await self.request_engine.dispose()
         if self.task_engine is not self.request_engine:
             await self.task_engine.dispose()
+
+
+# A first connection may fail and work a moment later (nothing listens yet, the name
+# does not resolve yet, the server is still starting, an attempt hangs): what
+# `is_database_unavailable` recognises. Anything else (a wrong password, a missing
+# database) will not mend by waiting.
+_ATTEMPT_SECONDS = 5.0
+_RETRY_DELAY_MAX_SECONDS = 2.0
+
+
+async def wait_for_database(
+    engine: AsyncEngine, *, within: float, stop: asyncio.Event | None = None
+) -> bool:
+    """Connect until it works, for at most `within` seconds; whether it did.
+
+    Backs off from a quarter second to two. Logs once when it starts waiting,
+    and once more when the database answers or the time is up. Returns early,
+    False, when `stop` is set (a shutdown during startup).
+    """
+    deadline = time.monotonic() + within
+    delay = 0.25
+    waited_since: float | None = None
+    while True:
+        attempt_within = max(0.1, min(_ATTEMPT_SECONDS, deadline - time.monotonic()))
+        try:
+            async with asyncio.timeout(attempt_within), engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+            if waited_since is None:
+                waited_since = time.monotonic()
+                logger.warning(
+                    "database not reachable yet (%s); trying again for up to %gs", reason, within
+                )
+            if stop is not None and stop.is_set():
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                logger.error("database still not reachable after %gs (%s)", within, reason)
+                return False
+            pause = min(delay, remaining)
+            delay = min(delay * 2, _RETRY_DELAY_MAX_SECONDS)
+            if stop is None:
+                await asyncio.sleep(pause)
+            else:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), pause)
+            continue
+        if waited_since is not None:
+            logger.info("database reachable after %.1fs", time.monotonic() - waited_since)
+        return True

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.core.db import is_database_unavailable
 from app.core.security_headers import API_HEADERS, DEFAULT_HEADERS
@@ -81,8 +82,9 @@ class WebhookUrlRefused(ServiceError):
     title = "Webhook URL refused"
 
 
-class WebhookNotConfigured(ServiceError):
-    status = 422
+class WebhookNotConfigured(Conflict):
+    """A valid request that needs a webhook URL the user does not have: a state conflict."""
+
     slug = "webhook-not-configured"
     title = "The user has no webhook URL"
 
@@ -122,11 +124,6 @@ class AdminUnauthorized(ServiceError):
     slug = "unauthorized"
     title = "Missing or wrong admin token"
     headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only by convention
-
-
-class UnknownTaskKind(NotFound):
-    slug = "unknown-task-kind"
-    title = "Unknown task kind"
 
 
 class TaskNotFound(NotFound):
@@ -170,12 +167,6 @@ class InvalidUpload(ServiceError):
     title = "Invalid upload request"
 
 
-class InvalidQuery(ServiceError):
-    status = 422
-    slug = "invalid-query"
-    title = "Invalid query parameter"
-
-
 class MalformedBody(ServiceError):
     """A body that cannot be read at all: JSON that is not UTF-8 (FastAPI raises that
     one), a broken or truncated multipart body."""
@@ -200,6 +191,20 @@ def problem_response(problem: Problem, headers: Mapping[str, str] | None = None)
         media_type=PROBLEM_MEDIA_TYPE,
         headers=headers,
     )
+
+
+def render_problem(
+    error: ServiceError, instance: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """The problem details response for `error`, at the path `instance`."""
+    problem = Problem(
+        type=error.problem_type(),
+        title=error.title,
+        status=error.status,
+        detail=error.detail,
+        instance=instance,
+    )
+    return problem_response(problem, headers={**(error.headers or {}), **(headers or {})})
 
 
 def problem_responses(
@@ -297,6 +302,36 @@ async def _http_error(request: Request, raised: Exception) -> JSONResponse:
     )
 
 
+# The methods `Allow` may list, in the order it lists them: reads first, then writes.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route answers at this request's path.
+
+    Starlette's 405 names only the methods of the first route whose path
+    matched, but a path served by several routes (GET, PATCH and DELETE
+    /users/{id}) allows all of theirs. Each method is tried against the
+    routes as a request would be, through Starlette's public `matches`.
+    """
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+
+
+async def _method_not_allowed(request: Request, raised: Exception) -> JSONResponse:
+    exc = cast(StarletteHTTPException, raised)
+    allow = ", ".join(allowed_methods(request))
+    return await _http_error(
+        request, StarletteHTTPException(405, exc.detail, headers={"Allow": allow})
+    )
+
+
 async def _database_unavailable(request: Request, raised: Exception) -> JSONResponse:
     # A dropped or refused database connection is the server's trouble, but not a
     # bug: the pool has discarded the dead connections and a retry will likely work.
@@ -348,6 +383,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(405, _method_not_allowed)
     # Every database error a request can meet, and the network errors a driver raises
     # while connecting: 503 when the database is unavailable, 500 otherwise.
     for unavailable in (DBAPIError, PoolTimeoutError, OSError):

@@ -89,7 +89,22 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    server_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _GraceOverIsExpected) for f in server_log.filters):
+        server_log.addFilter(_GraceOverIsExpected())
     quiet_chatty_loggers()
+
+
+class _GraceOverIsExpected(logging.Filter):
+    """uvicorn logs the end of the shutdown grace ("Cancel 3 running task(s), timeout
+    graceful shutdown exceeded") as an ERROR. It is how a shutdown that outlasts
+    SHUTDOWN_GRACE_SECONDS is meant to end, and the work cut off is handed back
+    for the next process: a WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and str(record.msg).startswith("Cancel %s running"):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def quiet_chatty_loggers() -> None:

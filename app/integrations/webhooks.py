@@ -12,6 +12,7 @@ import base64
 import json
 import math
 import secrets
+from collections.abc import Sequence
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -61,13 +62,19 @@ def open_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-def signed_headers(*, secret: str, message_id: str, body: str) -> dict[str, str]:
-    """The three Standard Webhooks headers for this body, signed now."""
+def signed_headers(*, signing_secrets: Sequence[str], message_id: str, body: str) -> dict[str, str]:
+    """The three Standard Webhooks headers for this body, signed now with each secret.
+
+    Several signatures go in one header, space-separated, as the specification
+    allows for key rotation: a receiver accepts the message if any one verifies.
+    """
     now = utcnow()
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(math.floor(now.timestamp())),
-        "webhook-signature": Webhook(secret).sign(message_id, now, body),
+        "webhook-signature": " ".join(
+            Webhook(secret).sign(message_id, now, body) for secret in signing_secrets
+        ),
     }
 
 
@@ -75,19 +82,20 @@ async def send(
     client: httpx.AsyncClient,
     *,
     url: str,
-    secret: str,
+    signing_secrets: Sequence[str],
     message_id: str,
     payload: dict[str, Any],
     timeout_seconds: float,
 ) -> None:
-    """POST the payload: returns on 2xx, raises a DeliveryError the runner classifies otherwise."""
+    """POST the payload, signed with each of `signing_secrets`: returns on 2xx, raises a
+    DeliveryError the runner classifies otherwise."""
     try:
         check_shape(url)
     except UnsafeWebhookUrl as exc:
         raise PermanentDeliveryError(f"webhook URL refused: {exc}") from None
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
     headers = {
-        **signed_headers(secret=secret, message_id=message_id, body=body),
+        **signed_headers(signing_secrets=signing_secrets, message_id=message_id, body=body),
         "Content-Type": "application/json",
         # Compressed bodies would be inflated before the size cap could apply.
         "Accept-Encoding": "identity",

@@ -23,6 +23,10 @@ class User(Base):
     # itself to sign, so it is stored as issued; the API shows it once, when it is
     # issued, and it is never logged. deferred: loading a user does not read it.
     webhook_secret: Mapped[str | None] = mapped_column(String(100), deferred=True)
+    # After a rotation, the secret it replaced, which keeps signing beside the new
+    # one until the expiry, so a receiver still verifying with it has time to switch.
+    webhook_previous_secret: Mapped[str | None] = mapped_column(String(100), deferred=True)
+    webhook_previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     # The welcome email's state lives in the user's own row, so the signup
     # transaction that creates the user also records that an email is owed.

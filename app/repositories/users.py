@@ -66,11 +66,19 @@ async def recipient_for_share(
 async def set_webhook(
     session: AsyncSession, user_id: uuid.UUID, *, url: str | None, secret: str | None
 ) -> User | None:
-    """Point the user's webhooks at `url` with a new secret; None if not found or unchanged."""
+    """Point the user's webhooks at `url` with a new secret; None if not found or unchanged.
+
+    A new endpoint starts with its own secret alone: a previous one is dropped.
+    """
     statement = (
         update(User)
         .where(User.id == user_id, User.webhook_url.is_distinct_from(url))
-        .values(webhook_url=url, webhook_secret=secret)
+        .values(
+            webhook_url=url,
+            webhook_secret=secret,
+            webhook_previous_secret=None,
+            webhook_previous_secret_expires_at=None,
+        )
         .returning(User)
         .execution_options(synchronize_session=False)
     )
@@ -78,13 +86,22 @@ async def set_webhook(
 
 
 async def rotate_webhook_secret(
-    session: AsyncSession, user_id: uuid.UUID, secret: str
+    session: AsyncSession, user_id: uuid.UUID, secret: str, previous_until: datetime | None
 ) -> User | None:
-    """Replace the signing secret; None if the user is not found or has no webhook URL."""
+    """Replace the signing secret, keeping the one it replaces until `previous_until` (None:
+    not at all); None if the user is not found or has no webhook URL.
+
+    One statement: SET reads the row as it was, so the current secret becomes the
+    previous one in the same write that replaces it.
+    """
     statement = (
         update(User)
         .where(User.id == user_id, User.webhook_url.is_not(None))
-        .values(webhook_secret=secret)
+        .values(
+            webhook_secret=secret,
+            webhook_previous_secret=User.webhook_secret if previous_until else None,
+            webhook_previous_secret_expires_at=previous_until,
+        )
         .returning(User)
         .execution_options(synchronize_session=False)
     )

@@ -1,7 +1,6 @@
 """/admin: background work for operators (Bearer ADMIN_TOKEN), and /metrics."""
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
@@ -10,15 +9,16 @@ from app.core import metrics
 from app.core.errors import (
     AdminApiDisabled,
     AdminUnauthorized,
-    InvalidQuery,
     TaskNotFailed,
     TaskNotFound,
-    UnknownTaskKind,
     problem_responses,
 )
+from app.core.openapi import success_response
 from app.routers.deps import AuditDep, SessionDep, require_admin
-from app.schemas.admin import FailedTaskPage, TaskRead, TasksOverview
+from app.schemas import examples
+from app.schemas.admin import FailedTaskPage, TaskKindName, TaskRead, TasksOverview
 from app.schemas.audit import AuditPage
+from app.schemas.query import CursorQuery, Moment
 from app.services import admin, audit
 from app.tasks.registry import run_named_task
 
@@ -30,7 +30,10 @@ AUTH_ERRORS = (AdminUnauthorized, AdminApiDisabled)
     "/admin/tasks",
     response_model=TasksOverview,
     summary="Counts per task kind and status, and the oldest due row's age",
-    responses=problem_responses(*AUTH_ERRORS, validation=False),
+    responses={
+        **success_response(200, "Every kind of background work, counted.", examples.TASKS),
+        **problem_responses(*AUTH_ERRORS, validation=False),
+    },
 )
 async def tasks_overview(session: SessionDep) -> TasksOverview:
     return await admin.overview(session)
@@ -40,12 +43,17 @@ async def tasks_overview(session: SessionDep) -> TasksOverview:
     "/admin/tasks/failed",
     response_model=FailedTaskPage,
     summary="Dead letters: failed tasks, newest first, a page at a time",
-    responses=problem_responses(*AUTH_ERRORS, InvalidQuery),
+    responses={
+        **success_response(
+            200, "A page of failed tasks, newest failure first.", examples.FAILED_TASKS
+        ),
+        **problem_responses(*AUTH_ERRORS),
+    },
 )
 async def failed_tasks(
     session: SessionDep,
-    kind: Annotated[str | None, Query(description="Only this task kind.")] = None,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    kind: Annotated[TaskKindName | None, Query(description="Only this task kind.")] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FailedTaskPage:
     return await admin.failed(session, kind=kind, cursor=cursor, limit=limit)
@@ -56,10 +64,17 @@ async def failed_tasks(
     status_code=202,
     response_model=TaskRead,
     summary="Retry a failed task with a fresh set of attempts",
-    responses=problem_responses(*AUTH_ERRORS, UnknownTaskKind, TaskNotFound, TaskNotFailed),
+    responses={
+        **success_response(
+            202,
+            "Re-armed (`pending`, attempts from zero), run after this response.",
+            examples.TASK_RETRIED,
+        ),
+        **problem_responses(*AUTH_ERRORS, TaskNotFound, TaskNotFailed),
+    },
 )
 async def retry_task(
-    kind: str,
+    kind: TaskKindName,
     task_id: uuid.UUID,
     session: SessionDep,
     background_tasks: BackgroundTasks,
@@ -75,16 +90,19 @@ async def retry_task(
     "/admin/audit",
     response_model=AuditPage,
     summary="The audit trail: filtered, newest first, a page at a time",
-    responses=problem_responses(*AUTH_ERRORS, InvalidQuery),
+    responses={
+        **success_response(200, "A page of audit entries, newest first.", examples.AUDIT),
+        **problem_responses(*AUTH_ERRORS),
+    },
 )
 async def audit_trail(
     session: SessionDep,
     action: Annotated[str | None, Query(description="e.g. user.signed_up")] = None,
     resource: Annotated[str | None, Query(description="e.g. users/{id}")] = None,
     actor: Annotated[str | None, Query(description="anonymous or admin")] = None,
-    since: Annotated[datetime | None, Query(description="From this moment (inclusive).")] = None,
-    until: Annotated[datetime | None, Query(description="Before this moment.")] = None,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    since: Annotated[Moment | None, Query(description="From this moment (inclusive).")] = None,
+    until: Annotated[Moment | None, Query(description="Before this moment.")] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditPage:
     return await audit.search(
@@ -105,8 +123,11 @@ async def audit_trail(
     response_class=Response,
     responses={
         200: {
-            "content": {metrics.CONTENT_TYPE: {"schema": {"type": "string"}}},
-            "description": "Prometheus text format",
+            "content": {
+                metrics.CONTENT_TYPE: {"schema": {"type": "string"}, "example": examples.METRICS}
+            },
+            "description": "Prometheus text format: this process's counters (or all "
+            "workers'), then the due backlog read from the database.",
         },
         **problem_responses(*AUTH_ERRORS, validation=False),
     },

@@ -3,22 +3,24 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Body, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.core.errors import (
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
-    InvalidQuery,
     NotificationNotFound,
     NotSendableByEmail,
     UserNotFound,
     WebhookNotConfigured,
     problem_responses,
 )
+from app.core.openapi import request_examples, success_response
 from app.routers.deps import AuditDep, SessionDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
+from app.schemas import examples
 from app.schemas.notification import NotificationCreate, NotificationPage, NotificationRead
+from app.schemas.query import CursorQuery
 from app.services import notifications
 from app.services.idempotency import StoredResponse
 from app.services.notifications import notification_location
@@ -32,18 +34,28 @@ router = APIRouter(tags=["notifications"])
     status_code=202,
     response_model=NotificationRead,
     summary="Notify a user by email or webhook; delivered in the background",
-    responses=problem_responses(
-        UserNotFound,
-        WebhookNotConfigured,
-        NotSendableByEmail,
-        IdempotencyKeyInProgress,
-        IdempotencyKeyReused,
-        body=True,
-    ),
+    responses={
+        **success_response(
+            202,
+            "Accepted: the notification, owed (`pending`) and delivered after this response. "
+            "`Location` is its URL, to follow its status.",
+            examples.NOTIFICATION_OWED,
+        ),
+        **problem_responses(
+            UserNotFound,
+            WebhookNotConfigured,
+            NotSendableByEmail,
+            IdempotencyKeyInProgress,
+            IdempotencyKeyReused,
+            body=True,
+        ),
+    },
 )
 async def create_notification(
     user_id: uuid.UUID,
-    payload: NotificationCreate,
+    payload: Annotated[
+        NotificationCreate, Body(openapi_examples=request_examples(examples.NOTIFICATION_REQUESTS))
+    ],
     session: SessionDep,
     background_tasks: BackgroundTasks,
     audit: AuditDep,
@@ -70,7 +82,12 @@ async def create_notification(
     "/notifications/{notification_id}",
     response_model=NotificationRead,
     summary="A notification, with its delivery's live status",
-    responses=problem_responses(NotificationNotFound),
+    responses={
+        **success_response(
+            200, "The notification as it stands now.", examples.NOTIFICATION_DELIVERED
+        ),
+        **problem_responses(NotificationNotFound),
+    },
 )
 async def get_notification(notification_id: uuid.UUID, session: SessionDep) -> NotificationRead:
     return await notifications.get(session, notification_id)
@@ -80,12 +97,15 @@ async def get_notification(notification_id: uuid.UUID, session: SessionDep) -> N
     "/users/{user_id}/notifications",
     response_model=NotificationPage,
     summary="A user's notifications, newest first, a page at a time",
-    responses=problem_responses(UserNotFound, InvalidQuery),
+    responses={
+        **success_response(200, "A page of notifications, newest first.", examples.NOTIFICATIONS),
+        **problem_responses(UserNotFound),
+    },
 )
 async def list_notifications(
     user_id: uuid.UUID,
     session: SessionDep,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> NotificationPage:
     return await notifications.list_for_user(session, user_id, cursor=cursor, limit=limit)

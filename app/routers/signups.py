@@ -1,6 +1,8 @@
 """POST /signups."""
 
-from fastapi import APIRouter, BackgroundTasks, Response
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Body, Response
 from fastapi.responses import JSONResponse
 
 from app.core.errors import (
@@ -9,8 +11,10 @@ from app.core.errors import (
     WebhookUrlRefused,
     problem_responses,
 )
+from app.core.openapi import request_examples, success_response
 from app.routers.deps import AuditDep, SessionDep, SettingsDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
+from app.schemas import examples
 from app.schemas.user import UserCreate, UserWithWebhookSecret
 from app.services import signups
 from app.services.idempotency import StoredResponse
@@ -26,12 +30,28 @@ router = APIRouter(tags=["signups"])
     response_model=UserWithWebhookSecret,
     summary="Sign up; the welcome email is sent in the background",
     description="With a `webhook_url`, the response carries its signing secret, once.",
-    responses=problem_responses(
-        EmailAlreadyRegistered, IdempotencyKeyInProgress, WebhookUrlRefused, body=True
-    ),
+    responses={
+        **success_response(
+            201,
+            "Signed up: the user, owed a welcome email (`pending`) that is sent after this "
+            "response. `Location` is the user's URL.",
+            examples={
+                "signed_up": ("Signed up", examples.SIGNED_UP),
+                "with_webhook": (
+                    "With a webhook endpoint: the secret, shown this once",
+                    examples.SIGNED_UP_WITH_WEBHOOK,
+                ),
+            },
+        ),
+        **problem_responses(
+            EmailAlreadyRegistered, IdempotencyKeyInProgress, WebhookUrlRefused, body=True
+        ),
+    },
 )
 async def create_signup(
-    payload: UserCreate,
+    payload: Annotated[
+        UserCreate, Body(openapi_examples=request_examples(examples.SIGNUP_REQUESTS))
+    ],
     session: SessionDep,
     settings: SettingsDep,
     background_tasks: BackgroundTasks,

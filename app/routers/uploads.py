@@ -9,16 +9,18 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from app.core.errors import (
     EmptyUpload,
     IdempotencyKeyInProgress,
-    InvalidQuery,
     InvalidUpload,
     UnsupportedUpload,
     UploadNotFound,
     UploadTooLarge,
     problem_responses,
 )
+from app.core.openapi import success_response
 from app.core.request_limits import allow_body
 from app.routers.deps import AuditDep, DatabaseDep, SessionDep, SettingsDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
+from app.schemas import examples
+from app.schemas.query import CursorQuery
 from app.schemas.upload import UploadPage, UploadRead
 from app.services import upload_storage, uploads
 from app.services.idempotency import StoredResponse
@@ -29,7 +31,10 @@ router = APIRouter(prefix="/uploads", tags=["uploads"])
 
 # The body is read as a stream by the service, not declared as FastAPI form
 # parameters (which would spool the whole file first); this tells OpenAPI,
-# and so Swagger UI, what to send.
+# and so Swagger UI, what to send, and states the rules the service applies:
+# these two fields and no other, and a `file` that is text, not empty and
+# free of NUL bytes. (OpenAPI 3.1 names the file's type with contentMediaType;
+# Swagger UI shows a file picker for it.)
 _MULTIPART_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -38,11 +43,15 @@ _MULTIPART_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "string",
-                            "format": "binary",
-                            "description": "UTF-8 CSV with a header naming `email` and `name`.",
+                            "contentMediaType": "text/csv",
+                            "minLength": 1,
+                            "pattern": "^[^\\x00]*$",
+                            "description": "UTF-8 CSV with a header naming `email` and `name`; "
+                            "at most UPLOAD_MAX_BYTES (413 beyond).",
                         },
                         "send_welcome": {
                             "type": "boolean",
@@ -50,7 +59,8 @@ _MULTIPART_BODY: dict[str, Any] = {
                             "description": "Owe each imported user a welcome email.",
                         },
                     },
-                }
+                },
+                "encoding": {"file": {"contentType": "text/csv"}},
             }
         },
     }
@@ -62,14 +72,22 @@ _MULTIPART_BODY: dict[str, Any] = {
     status_code=202,
     response_model=UploadRead,
     summary="Upload a CSV of people; they are imported in the background",
-    responses=problem_responses(
-        UploadTooLarge,
-        UnsupportedUpload,
-        EmptyUpload,
-        InvalidUpload,
-        IdempotencyKeyInProgress,
-        body=True,
-    ),
+    responses={
+        **success_response(
+            202,
+            "Accepted: the file is stored and its import owed (`pending`), run after this "
+            "response. `Location` is the upload's URL, to follow its progress.",
+            examples.UPLOAD_ACCEPTED,
+        ),
+        **problem_responses(
+            UploadTooLarge,
+            UnsupportedUpload,
+            EmptyUpload,
+            InvalidUpload,
+            IdempotencyKeyInProgress,
+            body=True,
+        ),
+    },
     openapi_extra=_MULTIPART_BODY,
 )
 async def create_upload(
@@ -105,11 +123,14 @@ async def create_upload(
     "",
     response_model=UploadPage,
     summary="Recent uploads, newest first, a page at a time",
-    responses=problem_responses(InvalidQuery),
+    responses={
+        **success_response(200, "A page of uploads, newest first.", examples.UPLOADS),
+        **problem_responses(),
+    },
 )
 async def list_uploads(
     session: SessionDep,
-    cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> UploadPage:
     return await uploads.recent(session, cursor=cursor, limit=limit)
@@ -119,7 +140,14 @@ async def list_uploads(
     "/{upload_id}",
     response_model=UploadRead,
     summary="An upload's import: status, counts (updated per batch), first rejected rows",
-    responses=problem_responses(UploadNotFound),
+    responses={
+        **success_response(
+            200,
+            "The upload and its import as they stand now (the counts move per batch).",
+            examples.UPLOAD_IMPORTED,
+        ),
+        **problem_responses(UploadNotFound),
+    },
 )
 async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
     return await uploads.get(session, upload_id)
@@ -131,8 +159,9 @@ async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
     summary="Every rejected row with its line number and reason, as CSV",
     responses={
         200: {
-            "content": {"text/csv": {"schema": {"type": "string"}}},
-            "description": "CSV with the columns line, email, name, reason",
+            "content": {"text/csv": {"schema": {"type": "string"}, "example": examples.ERRORS_CSV}},
+            "description": "CSV with the columns line, email, name, reason: every rejected row "
+            "so far, in file order.",
         },
         **problem_responses(UploadNotFound),
     },

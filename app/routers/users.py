@@ -2,8 +2,9 @@
 rotate the webhook signing secret."""
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Response
+from fastapi import APIRouter, BackgroundTasks, Body, Response
 
 from app.core.errors import (
     UserNotFound,
@@ -12,7 +13,9 @@ from app.core.errors import (
     WelcomeEmailInProgress,
     problem_responses,
 )
+from app.core.openapi import request_examples, success_response
 from app.routers.deps import AuditDep, SessionDep, SettingsDep
+from app.schemas import examples
 from app.schemas.user import UserRead, UserUpdate, UserWithWebhookSecret
 from app.services import users
 from app.tasks.welcome_email import send_welcome_email
@@ -24,7 +27,10 @@ router = APIRouter(prefix="/users", tags=["users"])
     "/{user_id}",
     response_model=UserRead,
     summary="A user, with the welcome email's live status",
-    responses=problem_responses(UserNotFound),
+    responses={
+        **success_response(200, "The user, as stored now.", examples.USER),
+        **problem_responses(UserNotFound),
+    },
 )
 async def get_user(user_id: uuid.UUID, session: SessionDep) -> UserRead:
     return await users.get(session, user_id)
@@ -36,11 +42,23 @@ async def get_user(user_id: uuid.UUID, session: SessionDep) -> UserRead:
     summary="Set, change or remove the webhook URL",
     description="A new `webhook_url` comes with a new signing secret, in this response only. "
     "The URL it already has changes nothing; null removes the endpoint and its secret.",
-    responses=problem_responses(UserNotFound, WebhookUrlRefused, body=True),
+    responses={
+        **success_response(
+            200,
+            "The user after the change, with the new signing secret if one was issued.",
+            examples={
+                "webhook_set": ("A webhook URL set: its new secret", examples.WEBHOOK_SET),
+                "webhook_removed": ("The webhook endpoint removed", examples.WEBHOOK_REMOVED),
+            },
+        ),
+        **problem_responses(UserNotFound, WebhookUrlRefused, body=True),
+    },
 )
 async def update_user(
     user_id: uuid.UUID,
-    payload: UserUpdate,
+    payload: Annotated[
+        UserUpdate, Body(openapi_examples=request_examples(examples.USER_UPDATE_REQUESTS))
+    ],
     session: SessionDep,
     settings: SettingsDep,
     audit: AuditDep,
@@ -55,13 +73,24 @@ async def update_user(
     "/{user_id}/webhook-secret/rotate",
     response_model=UserWithWebhookSecret,
     summary="Issue a new webhook signing secret, shown in this response only",
-    description="The old secret stops signing at once, including retries of earlier notifications.",
-    responses=problem_responses(UserNotFound, WebhookNotConfigured),
+    description="Every delivery from now on, retries of earlier notifications included, is "
+    "signed with the new secret and, until `webhook_previous_secret_expires_at` "
+    "(WEBHOOK_SECRET_ROTATION_WINDOW_SECONDS, a day by default), with the one it replaces "
+    "too: `webhook-signature` then carries both, and a receiver verifying with either "
+    "accepts it. Switch the receiver to the new secret within that window.",
+    responses={
+        **success_response(
+            200,
+            "The new secret, shown this once, and until when the old one still signs.",
+            examples.SECRET_ROTATED,
+        ),
+        **problem_responses(UserNotFound, WebhookNotConfigured),
+    },
 )
 async def rotate_webhook_secret(
-    user_id: uuid.UUID, session: SessionDep, audit: AuditDep
+    user_id: uuid.UUID, session: SessionDep, settings: SettingsDep, audit: AuditDep
 ) -> UserWithWebhookSecret:
-    user = await users.rotate_webhook_secret(session, user_id)
+    user = await users.rotate_webhook_secret(session, user_id, settings)
     audit.record("user.webhook_secret_rotated", f"users/{user_id}")
     return user
 
@@ -70,7 +99,10 @@ async def rotate_webhook_secret(
     "/{user_id}",
     status_code=204,
     summary="Delete a user",
-    responses=problem_responses(UserNotFound),
+    responses={
+        **success_response(204, "Deleted, with their notifications; the audit trail stays."),
+        **problem_responses(UserNotFound),
+    },
 )
 async def delete_user(user_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> Response:
     await users.delete(session, user_id)
@@ -84,7 +116,14 @@ async def delete_user(user_id: uuid.UUID, session: SessionDep, audit: AuditDep) 
     response_model=UserRead,
     summary="Send the welcome email again once the last one has settled (or a first one "
     "to a user imported without)",
-    responses=problem_responses(UserNotFound, WelcomeEmailInProgress),
+    responses={
+        **success_response(
+            202,
+            "A welcome email is owed again (`pending`), sent after this response.",
+            examples.WELCOME_RESENT,
+        ),
+        **problem_responses(UserNotFound, WelcomeEmailInProgress),
+    },
 )
 async def resend_welcome_email(
     user_id: uuid.UUID, session: SessionDep, background_tasks: BackgroundTasks, audit: AuditDep

@@ -2,14 +2,25 @@
 
 import uuid
 from datetime import datetime
+from typing import Literal, cast
 
 from pydantic import BaseModel, Field
 
 from app.models.base import TaskStatus
+from app.schemas.query import NextCursor
+
+# The must-complete kinds of app.tasks.registry, by name, so the schema lists them
+# (tests/tasks/test_task_kinds.py keeps the two in step).
+TaskKindName = Literal["welcome_email", "csv_import", "notification_email", "notification_webhook"]
+
+
+def task_kind_name(name: str) -> TaskKindName:
+    """A registered kind's name, as the API types it."""
+    return cast(TaskKindName, name)
 
 
 class TaskKindSummary(BaseModel):
-    kind: str
+    kind: TaskKindName
     counts: dict[TaskStatus, int] = Field(description="Rows in each status.")
     due: int = Field(description="Rows due now: waiting for a run, or abandoned by a dead one.")
     oldest_due_age_seconds: float | None = Field(
@@ -22,7 +33,7 @@ class TasksOverview(BaseModel):
 
 
 class TaskRead(BaseModel):
-    kind: str
+    kind: TaskKindName
     id: uuid.UUID
     status: TaskStatus
     attempts: int
@@ -37,6 +48,4 @@ class FailedTaskRead(TaskRead):
 
 class FailedTaskPage(BaseModel):
     items: list[FailedTaskRead]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null at the end."
-    )
+    next_cursor: NextCursor

@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app.schemas.query import NextCursor
+
 
 class AuditEntryCreate(BaseModel):
     id: uuid.UUID = Field(description="Assigned at record time; writing it twice is a no-op.")
@@ -24,6 +26,4 @@ class AuditEntryRead(AuditEntryCreate):
 
 class AuditPage(BaseModel):
     items: list[AuditEntryRead]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null at the end."
-    )
+    next_cursor: NextCursor

@@ -8,9 +8,16 @@ from typing import Annotated
 from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from pydantic import AfterValidator, Field, StringConstraints, TypeAdapter, ValidationError
 
-# Control characters, and the Unicode line and paragraph separators: none belong
-# in a name, and CR/LF in particular must never reach an email header.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+# One line of text with something in it: no control character (Cc), line or
+# paragraph separator (Zl, Zp) anywhere, and at least one character that is not
+# white space. None of those belong in a name or a subject, and CR/LF in
+# particular must never reach an email header. The same pattern is the schema's
+# (`pattern`) and the server's rule, applied to the value as sent, before white
+# space around it is trimmed.
+_LINE_CHAR = r"[^\x00-\x1f\x7f-\x9f\u2028\u2029]"
+_VISIBLE_CHAR = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+SINGLE_LINE_PATTERN = rf"^{_LINE_CHAR}*{_VISIBLE_CHAR}{_LINE_CHAR}*$"
+_SINGLE_LINE = re.compile(SINGLE_LINE_PATTERN)
 
 # RFC 5322 dot-atom in plain ASCII: the local part nearly every address has.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
@@ -96,14 +103,26 @@ def _domain_forms(domain: str) -> tuple[str, str] | None:
     return result.domain, result.ascii_domain
 
 
-def check_person_name(value: str) -> str:
-    if value.isascii() and value.isprintable():
-        # Printable ASCII: NFC leaves it as it is, and it holds no control character.
+def single_line(max_length: int) -> AfterValidator:
+    """The rule of SINGLE_LINE_PATTERN, then the value trimmed and in Unicode NFC.
+
+    NFC can lengthen a string (U+0958 becomes two code points), so the length
+    is checked again: the column holds `max_length` characters, no more.
+    """
+
+    def check(value: str) -> str:
+        if _SINGLE_LINE.fullmatch(value) is None:
+            if value.isspace():
+                raise ValueError("must not be blank")
+            raise ValueError("must not contain control characters or line breaks")
+        value = value.strip()
+        if not value.isascii():
+            value = unicodedata.normalize("NFC", value)
+            if len(value) > max_length:
+                raise ValueError(f"must be at most {max_length} characters in Unicode NFC")
         return value
-    value = unicodedata.normalize("NFC", value)
-    if any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in value):
-        raise ValueError("must not contain control characters or line breaks")
-    return value
+
+    return AfterValidator(check)
 
 
 Email = Annotated[
@@ -115,9 +134,9 @@ Email = Annotated[
 
 PersonName = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
-    AfterValidator(check_person_name),
-    Field(examples=["Ada Lovelace"]),
+    StringConstraints(min_length=1, max_length=100),
+    single_line(100),
+    Field(examples=["Ada Lovelace"], json_schema_extra={"pattern": SINGLE_LINE_PATTERN}),
 ]
 
 # The SSRF guard decides what a webhook URL may be (app.integrations.ssrf); the
@@ -127,15 +146,15 @@ WebhookUrl = Annotated[
     StringConstraints(
         strip_whitespace=True, min_length=1, max_length=2000, pattern=r"^[^\x00-\x20\x7f]+$"
     ),
-    Field(examples=["https://hooks.example.com/signup-service"]),
+    Field(examples=["https://example.com/webhooks/signup-service"]),  # a host that resolves
 ]
 
-# A line of text that may end up in a mail header: no control characters at all.
+# A line of text that ends up in a mail header.
 Subject = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-    AfterValidator(check_person_name),
-    Field(examples=["Your export is ready"]),
+    StringConstraints(min_length=1, max_length=200),
+    single_line(200),
+    Field(examples=["Your export is ready"], json_schema_extra={"pattern": SINGLE_LINE_PATTERN}),
 ]
 
 _email = TypeAdapter(Email)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from app.models.base import TaskStatus
 from app.models.notification import Channel, Notification
 from app.schemas.fields import Subject
+from app.schemas.query import NextCursor
 
 
 class NotificationCreate(BaseModel):
@@ -55,6 +56,4 @@ class NotificationRead(BaseModel):
 
 class NotificationPage(BaseModel):
     items: list[NotificationRead]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null at the end."
-    )
+    next_cursor: NextCursor

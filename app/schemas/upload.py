@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from app.models.base import TaskStatus
 from app.models.upload import Upload, UploadRowError
+from app.schemas.query import NextCursor
 
 
 class UploadRowErrorRead(BaseModel):
@@ -87,6 +88,4 @@ class UploadRead(UploadSummary):
 
 class UploadPage(BaseModel):
     items: list[UploadSummary]
-    next_cursor: str | None = Field(
-        description="Pass as `cursor` for the next page; null at the end."
-    )
+    next_cursor: NextCursor

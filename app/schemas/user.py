@@ -6,7 +6,7 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models.base import TaskStatus
+from app.models.base import TaskStatus, utcnow
 from app.models.user import User
 from app.schemas.fields import Email, PersonName, WebhookUrl
 
@@ -41,6 +41,11 @@ class UserRead(BaseModel):
     name: str
     created_at: datetime
     webhook_url: str | None = Field(description="Where webhook notifications are sent, if set.")
+    webhook_previous_secret_expires_at: datetime | None = Field(
+        default=None,
+        description="After a secret rotation: until when deliveries are also signed with the "
+        "secret it replaced. Null when only the current secret signs.",
+    )
     welcome_email: WelcomeEmailRead | None = Field(
         description="Null when none is owed: the user was imported with send_welcome=false. "
         "Resending sends a first one."
@@ -63,8 +68,15 @@ class UserRead(BaseModel):
             name=user.name,
             created_at=user.created_at,
             webhook_url=user.webhook_url,
+            webhook_previous_secret_expires_at=_still_ahead(
+                user.webhook_previous_secret_expires_at
+            ),
             welcome_email=welcome_email,
         )
+
+
+def _still_ahead(moment: datetime | None) -> datetime | None:
+    return moment if moment is not None and moment > utcnow() else None
 
 
 class UserWithWebhookSecret(UserRead):

@@ -4,19 +4,20 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import InvalidQuery, TaskNotFailed, TaskNotFound, UnknownTaskKind
+from app.core.errors import TaskNotFailed, TaskNotFound
 from app.models.base import utcnow
 from app.repositories import tasks as tasks_repo
 from app.schemas.admin import (
     FailedTaskPage,
     FailedTaskRead,
+    TaskKindName,
     TaskKindSummary,
     TaskRead,
     TasksOverview,
+    task_kind_name,
 )
 from app.services import cursor as page_cursor
 from app.tasks.registry import MUST_COMPLETE
-from app.tasks.runner import TaskKind
 
 
 async def overview(session: AsyncSession) -> TasksOverview:
@@ -28,7 +29,9 @@ async def overview(session: AsyncSession) -> TasksOverview:
             due, oldest = await tasks_repo.due_summary(session, kind.state, now=now)
             age = (now - oldest).total_seconds() if oldest is not None else None
             summaries.append(
-                TaskKindSummary(kind=name, counts=counts, due=due, oldest_due_age_seconds=age)
+                TaskKindSummary(
+                    kind=task_kind_name(name), counts=counts, due=due, oldest_due_age_seconds=age
+                )
             )
     return TasksOverview(kinds=summaries)
 
@@ -43,11 +46,9 @@ async def due_counts(session: AsyncSession) -> dict[str, int]:
 
 
 async def failed(
-    session: AsyncSession, *, kind: str | None, cursor: str | None, limit: int
+    session: AsyncSession, *, kind: TaskKindName | None, cursor: str | None, limit: int
 ) -> FailedTaskPage:
     """Dead letters of every kind (or one), newest failure first, a page at a time."""
-    if kind is not None and kind not in MUST_COMPLETE:
-        raise InvalidQuery(f"unknown task kind {kind!r}; known: {', '.join(MUST_COMPLETE)}")
     before = page_cursor.decode(cursor) if cursor else None
     kinds = {kind: MUST_COMPLETE[kind]} if kind else MUST_COMPLETE
     items: list[FailedTaskRead] = []
@@ -56,7 +57,7 @@ async def failed(
             rows = await tasks_repo.list_failed(
                 session, task_kind.state, before=before, limit=limit + 1
             )
-            items.extend(FailedTaskRead(kind=name, **row) for row in rows)
+            items.extend(FailedTaskRead(kind=task_kind_name(name), **row) for row in rows)
     items.sort(key=lambda item: (item.failed_at, item.id), reverse=True)
     page = items[:limit]
     more = len(items) > limit
@@ -64,9 +65,9 @@ async def failed(
     return FailedTaskPage(items=page, next_cursor=next_cursor)
 
 
-async def retry(session: AsyncSession, kind_name: str, row_id: uuid.UUID) -> TaskRead:
+async def retry(session: AsyncSession, kind_name: TaskKindName, row_id: uuid.UUID) -> TaskRead:
     """Re-arm a failed row with fresh attempts; committed before the caller schedules it."""
-    kind = _kind(kind_name)
+    kind = MUST_COMPLETE[kind_name]
     async with session.begin():
         row = await tasks_repo.rearm_failed(session, kind.state, row_id, now=utcnow())
         if row is not None:
@@ -75,9 +76,3 @@ async def retry(session: AsyncSession, kind_name: str, row_id: uuid.UUID) -> Tas
     if status is None:
         raise TaskNotFound(f"no {kind_name} task with id {row_id}")
     raise TaskNotFailed(f"this {kind_name} task is {status}, not failed")
-
-
-def _kind(name: str) -> TaskKind:
-    if name not in MUST_COMPLETE:
-        raise UnknownTaskKind(f"unknown task kind {name!r}; known: {', '.join(MUST_COMPLETE)}")
-    return MUST_COMPLETE[name]

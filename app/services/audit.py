@@ -4,10 +4,12 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import InvalidQuery
 from app.repositories import audit as audit_repo
 from app.schemas.audit import AuditEntryRead, AuditPage
 from app.services import cursor as page_cursor
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 async def search(
@@ -21,9 +23,7 @@ async def search(
     cursor: str | None,
     limit: int,
 ) -> AuditPage:
-    since, until = _utc("since", since), _utc("until", until)
-    if since is not None and until is not None and since >= until:
-        raise InvalidQuery("since must be earlier than until")
+    since, until = _utc(since), _utc(until)
     before = page_cursor.decode(cursor) if cursor else None
     async with session.begin():
         rows = await audit_repo.search(
@@ -42,12 +42,12 @@ async def search(
     return AuditPage(items=page, next_cursor=next_cursor)
 
 
-def _utc(name: str, moment: datetime | None) -> datetime | None:
+def _utc(moment: datetime | None) -> datetime | None:
+    """The moment in UTC; one past either end of datetime's range (0001-01-01T00:00+01:00)
+    becomes that end, which as a bound means the same: before, or after, every entry."""
     if moment is None:
         return None
-    if moment.tzinfo is None:
-        raise InvalidQuery(f"{name} needs a time zone, e.g. 2026-11-22T10:00:00Z")
     try:
         return moment.astimezone(UTC)
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00, before year 1 in UTC
-        raise InvalidQuery(f"{name} is out of range") from None
+    except OverflowError:
+        return _EARLIEST if moment.year == _EARLIEST.year else _LATEST

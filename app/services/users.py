@@ -2,6 +2,7 @@
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,11 +58,15 @@ async def update(
     return Updated(changed.model_copy(update={"webhook_secret": secret}), change)
 
 
-async def rotate_webhook_secret(session: AsyncSession, user_id: uuid.UUID) -> UserWithWebhookSecret:
-    """Issue a new signing secret; the old one stops signing at once."""
+async def rotate_webhook_secret(
+    session: AsyncSession, user_id: uuid.UUID, settings: Settings
+) -> UserWithWebhookSecret:
+    """Issue a new signing secret; the old one signs beside it for the rotation window."""
     secret = new_secret()
+    window = settings.webhook_secret_rotation_window_seconds
+    previous_until = utcnow() + timedelta(seconds=window) if window else None
     async with session.begin():
-        user = await users_repo.rotate_webhook_secret(session, user_id, secret)
+        user = await users_repo.rotate_webhook_secret(session, user_id, secret, previous_until)
         if user is None:
             if not await users_repo.exists(session, user_id):
                 raise UserNotFound(f"no user with id {user_id}")

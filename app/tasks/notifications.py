@@ -15,7 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from app.integrations import webhooks
 from app.integrations.errors import PermanentDeliveryError
 from app.integrations.mailer import compose, mail_domain
-from app.models.base import TaskStatus
+from app.models.base import TaskStatus, utcnow
 from app.models.notification import NOTIFICATION_STATES, Channel, Notification
 from app.models.user import User
 from app.tasks.runner import Claim, TaskKind, run_task
@@ -68,10 +68,14 @@ async def _send_webhook(runtime: Runtime, claim: Claim) -> None:
     row = claim.row
     if not row["webhook_url"] or not row["webhook_secret"]:
         raise PermanentDeliveryError("the user has no webhook URL any more")
+    signing_secrets = [row["webhook_secret"]]
+    previous_until = row["webhook_previous_secret_expires_at"]
+    if row["webhook_previous_secret"] and previous_until is not None and previous_until > utcnow():
+        signing_secrets.append(row["webhook_previous_secret"])
     await webhooks.send(
         runtime.http,
         url=row["webhook_url"],
-        secret=row["webhook_secret"],
+        signing_secrets=signing_secrets,
         message_id=str(claim.row_id),
         payload=webhook_payload(claim),
         timeout_seconds=runtime.settings.webhook_timeout_seconds,
@@ -98,6 +102,8 @@ _COLUMNS = (
     _users(User.email),
     _users(User.webhook_url),
     _users(User.webhook_secret),
+    _users(User.webhook_previous_secret),
+    _users(User.webhook_previous_secret_expires_at),
 )
 
 NOTIFICATION_EMAIL = TaskKind(

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 
@@ -148,6 +149,49 @@ async def test_sigterm_past_the_grace_hands_work_back_and_a_restart_delivers_it_
 
     await until_every_welcome_succeeded(cluster, url, 10, timeout=30)
     assert_each_delivered_once(smtp, 10)
+
+
+async def test_the_end_of_the_grace_is_one_warning_and_cuts_an_unanswered_request_off_with_503(
+    database: tuple[PostgresCluster, str],
+    smtp: SMTPServer,
+    server_env: dict[str, str],
+    start_server: StartServer,
+    tmp_path: Path,
+) -> None:
+    cluster, url = database
+    env = {**server_env, "SHUTDOWN_GRACE_SECONDS": "1", "TASK_LEASE_SECONDS": "300"}
+    smtp.stall()
+    server = start_server(env)
+    await sign_up_many(server.base_url, 3)  # their emails hang in background tasks
+    await eventually(lambda: smtp.data_commands >= 3, what="sends to be in flight")
+    # And an upload still arriving, its handler streaming it to disk.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        b"POST /uploads HTTP/1.1\r\nHost: service\r\nContent-Length: 100000\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
+        b"email,name\nada@example.com,Ada\n"
+    )
+    await writer.drain()
+    uploads = tmp_path / "data" / "uploads"
+    await eventually(lambda: any(uploads.glob("*.part")), what="the upload to be receiving")
+
+    exit_code = await asyncio.to_thread(server.terminate, 30)
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+
+    assert exit_code in GRACEFUL_EXIT
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    assert b"application/problem+json" in answer
+    assert b"shutting down" in answer
+    assert "running" not in welcome_statuses(cluster, url)  # handed back
+    assert not any(uploads.glob("*.part"))  # the partial file removed
+    log = server.log()
+    assert "Traceback" not in log
+    assert "Exception in ASGI application" not in log
+    assert [line for line in log.splitlines() if " ERROR " in line] == []
+    [grace_over] = [line for line in log.splitlines() if "timeout graceful shutdown" in line]
+    assert " WARNING " in grace_over
 
 
 async def test_two_servers_recovering_500_due_rows_send_500_messages_without_duplicates(

@@ -37,7 +37,7 @@ async def deliver(
     await webhooks.send(
         client,
         url=url or receiver.url,
-        secret=receiver.secret,
+        signing_secrets=[receiver.secret],
         message_id="msg_1",
         payload={"type": "test", "data": {"text": "héllo"}},
         timeout_seconds=1.0,
@@ -62,10 +62,22 @@ def test_signed_headers_verify_with_the_reference_library() -> None:
     secret = webhooks.new_secret()
     body = '{"a":1}'
 
-    headers = webhooks.signed_headers(secret=secret, message_id="msg_1", body=body)
+    headers = webhooks.signed_headers(signing_secrets=[secret], message_id="msg_1", body=body)
 
     assert Webhook(secret).verify(body, headers) == {"a": 1}
     assert abs(int(headers["webhook-timestamp"]) - time.time()) < 5
+    with pytest.raises(Exception, match="No matching signature"):
+        Webhook(webhooks.new_secret()).verify(body, headers)
+
+
+def test_two_secrets_give_two_signatures_each_verifying_alone() -> None:
+    new, previous = webhooks.new_secret(), webhooks.new_secret()
+    body = '{"a":1}'
+
+    headers = webhooks.signed_headers(signing_secrets=[new, previous], message_id="m", body=body)
+
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(new).verify(body, headers) == Webhook(previous).verify(body, headers)
     with pytest.raises(Exception, match="No matching signature"):
         Webhook(webhooks.new_secret()).verify(body, headers)
 

@@ -125,15 +125,30 @@ async def test_dead_letters_filter_by_kind(client: httpx.AsyncClient, smtp: SMTP
 
     assert len(mine.json()["items"]) == 1
     assert unknown.status_code == 422
-    assert unknown.json()["type"] == "/problems/invalid-query"
+    assert unknown.json()["type"] == "/problems/validation-error"
+    assert unknown.json()["errors"][0]["loc"] == ["query", "kind"]
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "Zm9vfGJhcg", "MjAyNi0wMS0wMXx4"])
-async def test_a_cursor_we_did_not_issue_is_422(client: httpx.AsyncClient, cursor: str) -> None:
+@pytest.mark.parametrize("cursor", ["garbage", "Zm9vfGJhcg", "A" * 30, "A" * 32, "A" * 30 + "="])
+async def test_a_cursor_of_another_shape_is_422(client: httpx.AsyncClient, cursor: str) -> None:
     response = await client.get(f"/admin/tasks/failed?cursor={cursor}", headers=AUTH)
 
     assert response.status_code == 422
-    assert response.json()["type"] == "/problems/invalid-query"
+    assert response.json()["type"] == "/problems/validation-error"
+    assert response.json()["errors"][0]["loc"] == ["query", "cursor"]
+
+
+@pytest.mark.parametrize("cursor", ["A" * 31, "_" * 31])
+async def test_any_cursor_of_the_documented_shape_is_a_position(
+    client: httpx.AsyncClient, smtp: SMTPServer, cursor: str
+) -> None:
+    """The earliest and the latest position there are: before and after every failure."""
+    await fail_signups(client, smtp, 1)
+
+    response = await client.get(f"/admin/tasks/failed?cursor={cursor}", headers=AUTH)
+
+    assert response.status_code == 200
+    assert len(response.json()["items"]) == (0 if cursor[0] == "A" else 1)
 
 
 async def test_retrying_a_failed_task_rearms_it_and_it_then_succeeds(
@@ -164,15 +179,18 @@ async def test_retrying_a_task_that_has_not_failed_is_409(client: httpx.AsyncCli
     assert response.json()["type"] == "/problems/task-not-failed"
 
 
-async def test_retrying_an_unknown_task_or_kind_is_404(client: httpx.AsyncClient) -> None:
+async def test_retrying_an_unknown_task_is_404_and_an_unknown_kind_422(
+    client: httpx.AsyncClient,
+) -> None:
     unknown_id = "00000000-0000-4000-8000-000000000000"
 
     no_task = await client.post(f"/admin/tasks/welcome_email/{unknown_id}/retry", headers=AUTH)
     no_kind = await client.post(f"/admin/tasks/nope/{unknown_id}/retry", headers=AUTH)
 
+    assert no_task.status_code == 404
     assert no_task.json()["type"] == "/problems/task-not-found"
-    assert no_kind.json()["type"] == "/problems/unknown-task-kind"
-    assert no_task.status_code == no_kind.status_code == 404
+    assert no_kind.status_code == 422
+    assert no_kind.json()["errors"][0]["loc"] == ["path", "kind"]
 
 
 async def test_metrics_show_counters_durations_backlog_and_recovery_passes(

@@ -1,5 +1,6 @@
 """/healthz and /readyz, and the problem shape of errors no route raises itself."""
 
+import uuid
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,19 @@ async def test_healthz_answers_ok(client: httpx.AsyncClient) -> None:
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+async def test_head_on_a_probe_answers_200_with_the_get_headers(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    got = await client.get(path)
+
+    response = await client.head(path)
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == got.headers["content-type"]
+    assert response.headers["content-length"] == got.headers["content-length"]
 
 
 async def test_readyz_reports_the_migration_at_head(client: httpx.AsyncClient) -> None:
@@ -81,6 +95,26 @@ async def test_wrong_method_is_405_problem_with_allow(client: httpx.AsyncClient)
     assert response.status_code == 405
     assert response.headers["content-type"] == PROBLEM
     assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/users/{id}", "GET, PATCH, DELETE"),
+        ("POST", "/users/{id}", "GET, PATCH, DELETE"),
+        ("OPTIONS", "/users/{id}/notifications", "GET, POST"),
+        ("DELETE", "/uploads", "GET, POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+    ],
+)
+async def test_405_allows_every_method_of_every_route_at_the_path(
+    client: httpx.AsyncClient, method: str, path: str, allow: str
+) -> None:
+    response = await client.request(method, path.format(id=uuid.uuid4()))
+
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["allow"] == allow
 
 
 async def test_unexpected_error_is_500_problem_without_internals(

@@ -76,14 +76,14 @@ async def test_an_unknown_user_is_404_and_nothing_is_written(
     assert await count_notifications(app) == 0
 
 
-async def test_the_webhook_channel_without_a_webhook_url_is_422_and_nothing_is_written(
+async def test_the_webhook_channel_without_a_webhook_url_is_409_and_nothing_is_written(
     client: httpx.AsyncClient, app: FastAPI, receiver: WebhookReceiver
 ) -> None:
     user = await sign_up(client)
 
     response = await notify(client, user["id"], channel="webhook")
 
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["type"] == "/problems/webhook-not-configured"
     assert await count_notifications(app) == 0
@@ -142,7 +142,7 @@ async def test_a_users_notifications_are_listed_newest_first_a_page_at_a_time(
     assert [len(page["items"]) for page in pages] == [2, 2, 1]
 
 
-async def test_listing_for_an_unknown_user_is_404_and_a_foreign_cursor_is_422(
+async def test_listing_for_an_unknown_user_is_404_and_a_malformed_cursor_is_422(
     client: httpx.AsyncClient,
 ) -> None:
     user = await sign_up(client)
@@ -152,7 +152,7 @@ async def test_listing_for_an_unknown_user_is_404_and_a_foreign_cursor_is_422(
 
     assert unknown.status_code == 404
     assert bad_cursor.status_code == 422
-    assert bad_cursor.json()["type"] == "/problems/invalid-query"
+    assert bad_cursor.json()["errors"][0]["loc"] == ["query", "cursor"]
 
 
 async def test_the_same_idempotency_key_and_body_replay_the_first_response_and_send_once(
@@ -199,7 +199,7 @@ async def test_a_refused_notification_releases_its_idempotency_key(
 
     accepted = await notify(client, user["id"], "webhook", headers=headers)
 
-    assert refused.status_code == 422
+    assert refused.status_code == 409
     assert accepted.status_code == 202
     assert "idempotent-replayed" not in accepted.headers
 

@@ -192,12 +192,12 @@ async def test_rotate_issues_a_new_secret_and_keeps_the_url(
     assert await stored_webhook(app, user["id"]) == (HOOK, secret)
 
 
-async def test_rotate_without_a_webhook_url_is_422(client: httpx.AsyncClient) -> None:
+async def test_rotate_without_a_webhook_url_is_409(client: httpx.AsyncClient) -> None:
     user = await sign_up(client)
 
     response = await client.post(f"/users/{user['id']}/webhook-secret/rotate")
 
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert response.headers["content-type"] == PROBLEM
     assert response.json()["type"] == "/problems/webhook-not-configured"
 

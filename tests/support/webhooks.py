@@ -51,7 +51,9 @@ class ReceivedWebhook:
 
 
 class WebhookReceiver:
-    """Start, script replies, inspect what arrived, stop. Unscripted requests get 200."""
+    """Start, script replies, inspect what arrived, stop. Unscripted requests get 200, or,
+    with `reject_unverified`, 401 when the signature does not verify with `secret`, as a
+    real receiver answers."""
 
     def __init__(
         self,
@@ -59,12 +61,14 @@ class WebhookReceiver:
         *,
         keep_bodies: bool = True,
         tls: tuple[Path, Path] | None = None,
+        reject_unverified: bool = False,
     ) -> None:
         """`tls`: (certificate, key) files to serve HTTPS with."""
         self.host = "127.0.0.1"
         self.port = port or free_port()
         self._tls = tls
         self.secret: str | None = None
+        self.reject_unverified = reject_unverified
         self._keep_bodies = keep_bodies
         self._lock = threading.Lock()
         self._replies: deque[Reply] = deque()
@@ -167,7 +171,12 @@ class WebhookReceiver:
         )
         with self._lock:
             self._received.append(received)
-            reply = self._replies.popleft() if self._replies else Reply()
+            if self._replies:
+                reply = self._replies.popleft()
+            elif self.reject_unverified and not received.verified:
+                reply = Reply(status=401, body=b"signature does not verify")
+            else:
+                reply = Reply()
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
         try:

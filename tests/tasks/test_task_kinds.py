@@ -6,6 +6,7 @@ has its own concurrency limit; TaskState.where is what keeps the kinds apart.
 
 import dataclasses
 import uuid
+from typing import get_args
 
 from fastapi import FastAPI
 
@@ -13,12 +14,19 @@ from app.core.db import single_statement
 from app.models.base import TaskStatus, utcnow
 from app.models.user import WELCOME_STATE, User
 from app.repositories import tasks as tasks_repo
+from app.schemas.admin import TaskKindName
+from app.tasks.registry import MUST_COMPLETE
 from app.tasks.runtime import current
 from tests.support.rows import ago, insert_user
 
 # Two kinds over the users table, split by name, standing in for two channels.
 ADA_ONLY = dataclasses.replace(WELCOME_STATE, where=(User.name == "Ada",))
 BOB_ONLY = dataclasses.replace(WELCOME_STATE, where=(User.name == "Bob",))
+
+
+def test_the_api_names_exactly_the_registered_kinds() -> None:
+    assert list(get_args(TaskKindName)) == list(MUST_COMPLETE)
+    assert all(name == kind.name for name, kind in MUST_COMPLETE.items())
 
 
 async def two_users(app: FastAPI) -> tuple[uuid.UUID, uuid.UUID]:

@@ -168,7 +168,7 @@ def test_an_unclosed_quote_swallows_at_most_the_line_limit(tmp_path: Path) -> No
         (b"ada@localhost,Ada", "email: The part after the @-sign is not valid. It should have"),
         (b"ada@example.com," + b"x" * 101, "name: String should have at most 100 characters"),
         (b"ada@example.com,Bell\x07", "name: must not contain control characters"),
-        (b"ada@example.com,  ", "name: String should have at least 1 character"),
+        (b"ada@example.com,  ", "name: must not be blank"),
         (b"Ada <ada@example.com>,Ada", "email: A display name and angle brackets"),
     ],
 )
