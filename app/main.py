@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.core.config import Settings
 from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestIdMiddleware
+from app.core.rate_limits import RequestLimiter
 from app.core.shutdown import Shutdown
 from app.routers import admin, health, notifications, signups, uploads, users
+from app.services import api_keys
 from app.tasks.recovery import run_recovery_loop
 from app.tasks.runtime import open_runtime
 
@@ -35,10 +38,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database = Database.open(settings)
     app.state.database = database
+    app.state.key_resolver = api_keys.KeyResolver(database.request_sessions)
+    app.state.limiter = RequestLimiter(settings.rate_limit_storage_uri)
     shutdown = Shutdown(settings.shutdown_grace_seconds)
     if app.state.watch_signals:
         shutdown.watch_signals()
     try:
+        if settings.bootstrap_api_key is not None:
+            await api_keys.ensure_bootstrap(database.request_sessions, settings.bootstrap_api_key)
         async with open_runtime(settings, database) as runtime:
             recovery = (
                 asyncio.create_task(run_recovery_loop(runtime, shutdown))
@@ -78,10 +85,18 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
         description=DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.settings = settings or Settings()
+    settings = settings or Settings()
+    app.state.settings = settings
     app.state.watch_signals = watch_signals
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    if settings.trusted_proxies:
+        # Only these peers' X-Forwarded-For is believed; from anyone else it is
+        # ignored, so a client cannot pick the address it is limited and audited by.
+        app.add_middleware(
+            ProxyHeadersMiddleware,
+            trusted_hosts=[str(network) for network in settings.trusted_proxies],
+        )
     app.include_router(signups.router)
     app.include_router(users.router)
     app.include_router(notifications.router)

@@ -1,9 +1,15 @@
 """Fixtures: a real PostgreSQL server and SQLite files migrated by Alembic, a real SMTP
-server, and the app over ASGI. Each test starts from empty tables."""
+server, and the app over ASGI. Each test starts from empty tables.
 
+`client` carries an API key with every scope, so a test about what a route does
+need not care who may call it. Tests about who may call it use `anonymous_client`,
+`client_with` (a key with chosen scopes) and `issue_key`.
+"""
+
+import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,8 @@ from app.core import migrations
 from app.core.config import Settings
 from app.main import create_app
 from app.models import Base
+from app.services.api_keys import Scope
+from tests.support.keys import api_client, issue_key
 from tests.support.postgres import PostgresCluster, PostgresUnavailable
 from tests.support.smtp import SMTPServer
 from tests.support.webhooks import WebhookReceiver
@@ -132,11 +140,43 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
+# The name the `client` fixture's key has: the actor of the audit entries it causes.
+CLIENT_KEY_NAME = "test-client"
+
+
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    # ASGITransport runs the background tasks before returning the response, so
-    # in these tests the work a request scheduled has run when the call returns.
-    # Tests of "the response does not wait" use a real server (tests/e2e).
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+async def client_key(app: FastAPI) -> str:
+    """The key `client` sends: every scope."""
+    return await issue_key(app, CLIENT_KEY_NAME)
+
+
+@pytest.fixture
+async def client(app: FastAPI, client_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(app, client_key) as http:
         yield http
+
+
+@pytest.fixture
+async def anonymous_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over ASGI without any key."""
+    async with api_client(app) as http:
+        yield http
+
+
+ClientWith = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def client_with(app: FastAPI) -> AsyncIterator[ClientWith]:
+    """`await client_with(Scope.USERS_READ, ...)`: a client whose new key holds just those
+    scopes (none at all, if none are given)."""
+    async with contextlib.AsyncExitStack() as stack:
+        issued = 0
+
+        async def make(*scopes: Scope, name: str | None = None) -> httpx.AsyncClient:
+            nonlocal issued
+            issued += 1
+            key = await issue_key(app, name or f"scoped-{issued}", scopes)
+            return await stack.enter_async_context(api_client(app, key))
+
+        yield make

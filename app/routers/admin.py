@@ -1,29 +1,29 @@
-"""/admin: background work for operators (Bearer ADMIN_TOKEN), and /metrics."""
+"""/admin: background work for operators (scope `admin`), and /metrics (scope `metrics`)."""
 
 import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Response
 
 from app.core import metrics
 from app.core.errors import (
-    AdminApiDisabled,
-    AdminUnauthorized,
+    AUTH_ERRORS,
     InvalidQuery,
     TaskNotFailed,
     TaskNotFound,
     UnknownTaskKind,
     problem_responses,
 )
-from app.routers.deps import AuditDep, SessionDep, require_admin
+from app.routers.deps import AuditDep, SessionDep
+from app.routers.security import requires
 from app.schemas.admin import FailedTaskPage, TaskRead, TasksOverview
 from app.schemas.audit import AuditPage
 from app.services import admin, audit
+from app.services.api_keys import Scope
 from app.tasks.registry import run_named_task
 
-router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
-AUTH_ERRORS = (AdminUnauthorized, AdminApiDisabled)
+router = APIRouter(tags=["admin"])
 
 
 @router.get(
@@ -31,6 +31,7 @@ AUTH_ERRORS = (AdminUnauthorized, AdminApiDisabled)
     response_model=TasksOverview,
     summary="Counts per task kind and status, and the oldest due row's age",
     responses=problem_responses(*AUTH_ERRORS, validation=False),
+    dependencies=[requires(Scope.ADMIN)],
 )
 async def tasks_overview(session: SessionDep) -> TasksOverview:
     return await admin.overview(session)
@@ -41,6 +42,7 @@ async def tasks_overview(session: SessionDep) -> TasksOverview:
     response_model=FailedTaskPage,
     summary="Dead letters: failed tasks, newest first, a page at a time",
     responses=problem_responses(*AUTH_ERRORS, InvalidQuery),
+    dependencies=[requires(Scope.ADMIN)],
 )
 async def failed_tasks(
     session: SessionDep,
@@ -57,6 +59,7 @@ async def failed_tasks(
     response_model=TaskRead,
     summary="Retry a failed task with a fresh set of attempts",
     responses=problem_responses(*AUTH_ERRORS, UnknownTaskKind, TaskNotFound, TaskNotFailed),
+    dependencies=[requires(Scope.ADMIN)],
 )
 async def retry_task(
     kind: str,
@@ -76,12 +79,15 @@ async def retry_task(
     response_model=AuditPage,
     summary="The audit trail: filtered, newest first, a page at a time",
     responses=problem_responses(*AUTH_ERRORS, InvalidQuery),
+    dependencies=[requires(Scope.ADMIN)],
 )
 async def audit_trail(
     session: SessionDep,
     action: Annotated[str | None, Query(description="e.g. user.signed_up")] = None,
     resource: Annotated[str | None, Query(description="e.g. users/{id}")] = None,
-    actor: Annotated[str | None, Query(description="anonymous or admin")] = None,
+    actor: Annotated[
+        str | None, Query(description="An API key's name, anonymous, cli or startup.")
+    ] = None,
     since: Annotated[datetime | None, Query(description="From this moment (inclusive).")] = None,
     until: Annotated[datetime | None, Query(description="Before this moment.")] = None,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the last page.")] = None,
@@ -110,6 +116,7 @@ async def audit_trail(
         },
         **problem_responses(*AUTH_ERRORS, validation=False),
     },
+    dependencies=[requires(Scope.METRICS)],
 )
 async def prometheus_metrics(session: SessionDep) -> Response:
     due = await admin.due_counts(session)

@@ -4,10 +4,12 @@ from fastapi import APIRouter
 
 from app.core.errors import ServiceUnavailable, problem_responses
 from app.routers.deps import DatabaseDep
+from app.routers.security import PUBLIC
 from app.schemas.health import Health, Readiness
 from app.services import health
 
-router = APIRouter(tags=["health"])
+# Probes answer anyone: orchestrators and load balancers hold no keys.
+router = APIRouter(tags=["health"], dependencies=[PUBLIC])
 
 
 @router.get("/healthz", response_model=Health, summary="The process is alive")

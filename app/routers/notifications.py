@@ -7,23 +7,29 @@ from fastapi import APIRouter, BackgroundTasks, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.core.errors import (
+    AUTH_ERRORS,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     InvalidQuery,
     NotificationNotFound,
+    RateLimited,
     UserNotFound,
     WebhookNotConfigured,
     problem_responses,
 )
-from app.routers.deps import AuditDep, SessionDep
+from app.routers.deps import AuditDep, SessionDep, SettingsDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
+from app.routers.security import requires
 from app.schemas.notification import NotificationCreate, NotificationPage, NotificationRead
 from app.services import notifications
+from app.services.api_keys import Scope
 from app.services.idempotency import StoredResponse
 from app.services.notifications import notification_location
 from app.tasks.notifications import deliver_notification
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(
+    tags=["notifications"], responses=problem_responses(*AUTH_ERRORS, validation=False)
+)
 
 
 @router.post(
@@ -31,24 +37,28 @@ router = APIRouter(tags=["notifications"])
     status_code=202,
     response_model=NotificationRead,
     summary="Notify a user by email or webhook; delivered in the background",
+    description="At most NOTIFICATIONS_PER_USER_PER_HOUR per user (429 beyond, with Retry-After).",
     responses=problem_responses(
         UserNotFound,
         WebhookNotConfigured,
         IdempotencyKeyInProgress,
         IdempotencyKeyReused,
+        RateLimited,
         body=True,
     ),
+    dependencies=[requires(Scope.NOTIFICATIONS_SEND)],
 )
 async def create_notification(
     user_id: uuid.UUID,
     payload: NotificationCreate,
     session: SessionDep,
+    settings: SettingsDep,
     background_tasks: BackgroundTasks,
     audit: AuditDep,
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> NotificationRead | JSONResponse:
-    outcome = await notifications.create(session, user_id, payload, idempotency_key)
+    outcome = await notifications.create(session, user_id, payload, settings, idempotency_key)
     if isinstance(outcome, StoredResponse):
         return replay(outcome)
     # Committed with its pending delivery: scheduling now can only delay it
@@ -69,6 +79,7 @@ async def create_notification(
     response_model=NotificationRead,
     summary="A notification, with its delivery's live status",
     responses=problem_responses(NotificationNotFound),
+    dependencies=[requires(Scope.NOTIFICATIONS_SEND)],
 )
 async def get_notification(notification_id: uuid.UUID, session: SessionDep) -> NotificationRead:
     return await notifications.get(session, notification_id)
@@ -79,6 +90,7 @@ async def get_notification(notification_id: uuid.UUID, session: SessionDep) -> N
     response_model=NotificationPage,
     summary="A user's notifications, newest first, a page at a time",
     responses=problem_responses(UserNotFound, InvalidQuery),
+    dependencies=[requires(Scope.NOTIFICATIONS_SEND)],
 )
 async def list_notifications(
     user_id: uuid.UUID,

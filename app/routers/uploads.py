@@ -7,6 +7,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.core.errors import (
+    AUTH_ERRORS,
     EmptyUpload,
     IdempotencyKeyInProgress,
     InvalidQuery,
@@ -18,13 +19,19 @@ from app.core.errors import (
 )
 from app.routers.deps import AuditDep, DatabaseDep, SessionDep, SettingsDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
+from app.routers.security import requires
 from app.schemas.upload import UploadPage, UploadRead
 from app.services import uploads
+from app.services.api_keys import Scope
 from app.services.idempotency import StoredResponse
 from app.services.uploads import upload_location
 from app.tasks.ingest_upload import ingest_upload
 
-router = APIRouter(prefix="/uploads", tags=["uploads"])
+router = APIRouter(
+    prefix="/uploads",
+    tags=["uploads"],
+    responses=problem_responses(*AUTH_ERRORS, validation=False),
+)
 
 # The body is read as a stream by the service, not declared as FastAPI form
 # parameters (which would spool the whole file first); this tells OpenAPI,
@@ -70,6 +77,7 @@ _MULTIPART_BODY: dict[str, Any] = {
         body=True,
     ),
     openapi_extra=_MULTIPART_BODY,
+    dependencies=[requires(Scope.UPLOADS_WRITE)],
 )
 async def create_upload(
     request: Request,
@@ -103,6 +111,7 @@ async def create_upload(
     response_model=UploadPage,
     summary="Recent uploads, newest first, a page at a time",
     responses=problem_responses(InvalidQuery),
+    dependencies=[requires(Scope.UPLOADS_READ)],
 )
 async def list_uploads(
     session: SessionDep,
@@ -117,6 +126,7 @@ async def list_uploads(
     response_model=UploadRead,
     summary="An upload's import: status, counts (updated per batch), first rejected rows",
     responses=problem_responses(UploadNotFound),
+    dependencies=[requires(Scope.UPLOADS_READ)],
 )
 async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
     return await uploads.get(session, upload_id)
@@ -133,6 +143,7 @@ async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
         },
         **problem_responses(UploadNotFound),
     },
+    dependencies=[requires(Scope.UPLOADS_READ)],
 )
 async def upload_errors(
     upload_id: uuid.UUID, session: SessionDep, database: DatabaseDep

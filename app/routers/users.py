@@ -6,6 +6,8 @@ import uuid
 from fastapi import APIRouter, BackgroundTasks, Response
 
 from app.core.errors import (
+    AUTH_ERRORS,
+    RateLimited,
     UserNotFound,
     WebhookNotConfigured,
     WebhookUrlRefused,
@@ -13,11 +15,15 @@ from app.core.errors import (
     problem_responses,
 )
 from app.routers.deps import AuditDep, SessionDep, SettingsDep
+from app.routers.security import requires
 from app.schemas.user import UserRead, UserUpdate, UserWithWebhookSecret
 from app.services import users
+from app.services.api_keys import Scope
 from app.tasks.welcome_email import send_welcome_email
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(
+    prefix="/users", tags=["users"], responses=problem_responses(*AUTH_ERRORS, validation=False)
+)
 
 
 @router.get(
@@ -25,6 +31,7 @@ router = APIRouter(prefix="/users", tags=["users"])
     response_model=UserRead,
     summary="A user, with the welcome email's live status",
     responses=problem_responses(UserNotFound),
+    dependencies=[requires(Scope.USERS_READ)],
 )
 async def get_user(user_id: uuid.UUID, session: SessionDep) -> UserRead:
     return await users.get(session, user_id)
@@ -37,6 +44,7 @@ async def get_user(user_id: uuid.UUID, session: SessionDep) -> UserRead:
     description="A new `webhook_url` comes with a new signing secret, in this response only. "
     "The URL it already has changes nothing; null removes the endpoint and its secret.",
     responses=problem_responses(UserNotFound, WebhookUrlRefused, body=True),
+    dependencies=[requires(Scope.USERS_WRITE)],
 )
 async def update_user(
     user_id: uuid.UUID,
@@ -57,6 +65,7 @@ async def update_user(
     summary="Issue a new webhook signing secret, shown in this response only",
     description="The old secret stops signing at once, including retries of earlier notifications.",
     responses=problem_responses(UserNotFound, WebhookNotConfigured),
+    dependencies=[requires(Scope.USERS_WRITE)],
 )
 async def rotate_webhook_secret(
     user_id: uuid.UUID, session: SessionDep, audit: AuditDep
@@ -71,6 +80,7 @@ async def rotate_webhook_secret(
     status_code=204,
     summary="Delete a user",
     responses=problem_responses(UserNotFound),
+    dependencies=[requires(Scope.USERS_WRITE)],
 )
 async def delete_user(user_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> Response:
     await users.delete(session, user_id)
@@ -84,12 +94,18 @@ async def delete_user(user_id: uuid.UUID, session: SessionDep, audit: AuditDep) 
     response_model=UserRead,
     summary="Send the welcome email again once the last one has settled (or a first one "
     "to a user imported without)",
-    responses=problem_responses(UserNotFound, WelcomeEmailInProgress),
+    description="At most WELCOME_RESENDS_PER_DAY per user (429 beyond, with Retry-After).",
+    responses=problem_responses(UserNotFound, WelcomeEmailInProgress, RateLimited),
+    dependencies=[requires(Scope.USERS_WRITE)],
 )
 async def resend_welcome_email(
-    user_id: uuid.UUID, session: SessionDep, background_tasks: BackgroundTasks, audit: AuditDep
+    user_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    background_tasks: BackgroundTasks,
+    audit: AuditDep,
 ) -> UserRead:
-    user = await users.resend_welcome(session, user_id)
+    user = await users.resend_welcome(session, user_id, settings)
     background_tasks.add_task(send_welcome_email, user.id)
     audit.record("user.welcome_email_resent", f"users/{user_id}")
     return user

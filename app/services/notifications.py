@@ -4,6 +4,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import Settings
 from app.core.errors import NotificationNotFound, UserNotFound, WebhookNotConfigured
 from app.models.base import utcnow
 from app.models.notification import Channel
@@ -11,6 +12,7 @@ from app.repositories import notifications as notifications_repo
 from app.repositories import users as users_repo
 from app.schemas.notification import NotificationCreate, NotificationPage, NotificationRead
 from app.services import cursor as page_cursor
+from app.services import recipient_quotas
 from app.services.idempotency import IdempotencyGuard, StoredResponse
 
 IDEMPOTENCY_SCOPE = "POST /users/{user_id}/notifications"
@@ -20,6 +22,7 @@ async def create(
     session: AsyncSession,
     user_id: uuid.UUID,
     payload: NotificationCreate,
+    settings: Settings,
     idempotency_key: str | None = None,
 ) -> NotificationRead | StoredResponse:
     """The new notification, committed with its pending delivery; or the first response again."""
@@ -37,6 +40,14 @@ async def create(
             raise WebhookNotConfigured(
                 "this user has no webhook_url; set one with PATCH /users/{id} first"
             )
+        # In this transaction: a refusal also releases the Idempotency-Key reserved above.
+        await recipient_quotas.use(
+            session,
+            recipient_quotas.NOTIFICATIONS,
+            user_id=user_id,
+            limit=settings.notifications_per_user_per_hour,
+            now=now,
+        )
         notification = await notifications_repo.insert_pending(
             session,
             user_id=user_id,

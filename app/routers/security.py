@@ -1,0 +1,145 @@
+"""Who may call a route, declared where the route is: `requires(Scope.X)` or `PUBLIC`.
+
+One mechanism: an API key sent as `Authorization: Bearer <key>`, with scopes.
+A route that declares neither is refused by a test that walks the route
+table, so a new route is closed until someone decides who may call it.
+"""
+
+import ipaddress
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.params import Depends as DependsParam
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+
+from app.core.errors import Forbidden, Unauthorized
+from app.core.rate_limits import RequestLimiter
+from app.routers.deps import SettingsDep
+from app.services.api_keys import Caller, KeyResolver, Scope
+
+API_KEY_SCHEME = "ApiKey"
+
+_bearer = HTTPBearer(
+    scheme_name=API_KEY_SCHEME,
+    bearerFormat="ssk_...",
+    description="An API key: `python -m app api-keys create --name NAME --scope SCOPE`, "
+    "or BOOTSTRAP_API_KEY. Each route's lock names the scope it needs.",
+    auto_error=False,
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def get_key_resolver(request: Request) -> KeyResolver:
+    resolver: KeyResolver = request.app.state.key_resolver
+    return resolver
+
+
+async def get_limiter(request: Request) -> RequestLimiter:
+    limiter: RequestLimiter = request.app.state.limiter
+    return limiter
+
+
+KeyResolverDep = Annotated[KeyResolver, Depends(get_key_resolver)]
+LimiterDep = Annotated[RequestLimiter, Depends(get_limiter)]
+
+
+async def _caller(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials,
+    resolver: KeyResolver,
+    limiter: RequestLimiter,
+    settings: SettingsDep,
+) -> Caller:
+    caller = await resolver.resolve(credentials.credentials)
+    if caller is None:
+        raise Unauthorized("unknown API key", key_sent=True)
+    if caller.revoked:
+        raise Unauthorized("this API key has been revoked", key_sent=True)
+    # Read by the audit trail: the actor of whatever this request records.
+    request.state.caller = caller
+    await limiter.hit(settings.api_key_rate, "api-key", str(caller.key_id), what="with this key")
+    return caller
+
+
+def check_scope(caller: Caller | None, scope: Scope) -> None:
+    """401 without a key, 403 with a key that lacks `scope`."""
+    if caller is None:
+        raise Unauthorized("send an API key: Authorization: Bearer <key>", key_sent=False)
+    if scope not in caller.scopes:
+        held = ", ".join(sorted(caller.scopes)) or "none"
+        raise Forbidden(
+            f"this needs the {scope} scope; the key {caller.name!r} has: {held}", scope=scope
+        )
+
+
+async def authenticate(
+    security_scopes: SecurityScopes,
+    request: Request,
+    credentials: BearerDep,
+    resolver: KeyResolverDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+) -> Caller:
+    """The caller of a route that `requires` a scope; 401, 403 or 429 otherwise."""
+    if credentials is None:
+        raise Unauthorized("send an API key: Authorization: Bearer <key>", key_sent=False)
+    caller = await _caller(request, credentials, resolver, limiter, settings)
+    for scope in security_scopes.scopes:
+        check_scope(caller, Scope(scope))
+    return caller
+
+
+def requires(scope: Scope) -> DependsParam:
+    """`dependencies=[requires(Scope.USERS_READ)]`: only keys holding `scope` may call."""
+    dependency: DependsParam = Security(authenticate, scopes=[scope.value])
+    return dependency
+
+
+async def identify(
+    request: Request,
+    credentials: BearerDep,
+    resolver: KeyResolverDep,
+    limiter: LimiterDep,
+    settings: SettingsDep,
+) -> Caller | None:
+    """On a public route: the caller if a key was sent (a bad one is still 401), else None."""
+    if credentials is None:
+        return None
+    return await _caller(request, credentials, resolver, limiter, settings)
+
+
+OptionalCallerDep = Annotated[Caller | None, Depends(identify)]
+
+
+async def anyone() -> None:
+    """Marks a route public on purpose; see PUBLIC."""
+
+
+# `dependencies=[PUBLIC]`: anyone may call this route, and that was decided.
+PUBLIC = Depends(anyone)
+
+
+def client_identity(request: Request) -> str:
+    """The address limits count against: the peer's, or the one a trusted proxy forwarded
+    (see TRUSTED_PROXIES). An IPv6 client is its /64, the block one subscriber gets."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
+async def limit_anonymous_signups(
+    request: Request, caller: OptionalCallerDep, limiter: LimiterDep, settings: SettingsDep
+) -> None:
+    """SIGNUP_RATE_LIMIT per client address. A caller with a key is counted against its
+    key's budget instead: a backend signing people up from one address is one known client."""
+    if caller is None:
+        await limiter.hit(
+            settings.signup_rate, "signup", client_identity(request), what="from this address"
+        )
