@@ -24,6 +24,7 @@ from app.models import Base
 from app.services.api_keys import Scope
 from tests.support.keys import api_client, issue_key
 from tests.support.postgres import PostgresCluster, PostgresUnavailable
+from tests.support.redis import RedisServer, RedisUnavailable
 from tests.support.smtp import SMTPServer
 from tests.support.webhooks import WebhookReceiver
 
@@ -32,6 +33,7 @@ for _name in Settings.model_fields:
     os.environ.pop(_name.upper(), None)
 
 REQUIRE_POSTGRES = bool(os.environ.get("REQUIRE_POSTGRES") or os.environ.get("CI"))
+REQUIRE_REDIS = bool(os.environ.get("REQUIRE_REDIS") or os.environ.get("CI"))
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +60,29 @@ def postgres_url(postgres: PostgresCluster | None) -> str:
     url = postgres.create_database("signup_test")
     migrations.upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The suite's own Redis server; tests needing it skip without one, unless on CI."""
+    try:
+        server = RedisServer()
+    except RedisUnavailable as exc:
+        if REQUIRE_REDIS:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The suite's Redis, emptied: each test starts with no counts."""
+    redis_server.flush()
+    return redis_server.url
 
 
 @pytest.fixture(scope="session")
