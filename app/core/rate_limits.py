@@ -19,20 +19,24 @@ from app.core.errors import RateLimited
 
 logger = logging.getLogger(__name__)
 
-# How often an unreachable storage is logged while it stays unreachable.
-_STORAGE_WARNING_SECONDS = 30.0
+# After the storage fails, how long requests go unlimited before it is tried again:
+# a Redis that hangs costs one request a few seconds, not every request.
+_STORAGE_RETRY_SECONDS = 10.0
+# A Redis that hangs must not hang every request: give up, and let the request through.
+_REDIS_TIMEOUTS = {"connect_timeout": 1.0, "stream_timeout": 1.0}
 
 
 class RequestLimiter:
     """Counts requests per identity (an address, a key) against configured rates."""
 
     def __init__(self, storage_uri: str) -> None:
-        storage = storage_from_string(f"async+{storage_uri}", wrap_exceptions=True)
+        options = _REDIS_TIMEOUTS if storage_uri.startswith("redis") else {}
+        storage = storage_from_string(f"async+{storage_uri}", wrap_exceptions=True, **options)
         if not isinstance(storage, Storage):  # the async+ schemes always give async storage
             raise TypeError(f"no async rate limit storage for {storage_uri}")
         self.storage = storage
         self._strategy = FixedWindowRateLimiter(self.storage)
-        self._warned_at = -math.inf
+        self._unlimited_until = -math.inf
 
     async def hit(self, rates: list[RateLimitItem], *identity: str, what: str) -> None:
         """Count one request; raise RateLimited (429, Retry-After) once a rate is used up.
@@ -41,6 +45,8 @@ class RequestLimiter:
         outage must not become a service outage. The per-recipient limits on
         mail live in the database and hold regardless.
         """
+        if time.monotonic() < self._unlimited_until:
+            return
         for rate in rates:
             try:
                 if await self._strategy.hit(rate, *identity):
@@ -55,10 +61,12 @@ class RequestLimiter:
             )
 
     def _storage_unreachable(self, exc: StorageError) -> None:
-        now = time.monotonic()
-        if now - self._warned_at >= _STORAGE_WARNING_SECONDS:
-            self._warned_at = now
-            logger.warning("rate limit storage unreachable, requests are not limited: %s", exc)
+        self._unlimited_until = time.monotonic() + _STORAGE_RETRY_SECONDS
+        logger.warning(
+            "rate limit storage unreachable; requests go unlimited for %.0f s: %s",
+            _STORAGE_RETRY_SECONDS,
+            exc,
+        )
 
 
 def _window(rate: RateLimitItem) -> str:

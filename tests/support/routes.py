@@ -35,7 +35,7 @@ def _declarations(dependant: Dependant) -> tuple[bool, list[str]]:
 def api_routes(app: FastAPI) -> list[RouteAccess]:
     """Every method and path of every API route, with what it declares (router-level
     dependencies included, as FastAPI applies them)."""
-    table = []
+    table: list[RouteAccess] = []
     for context in iter_route_contexts(app.routes):
         if not isinstance(context.original_route, APIRoute):
             continue
