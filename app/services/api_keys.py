@@ -140,6 +140,9 @@ async def revoke(
     """Revoke the named key: (the key, whether this call revoked it). Revoking it again
     changes nothing, so a script may repeat it."""
     async with session.begin():
+        # Connect first, so the time recorded is when the database acts, not when a
+        # cold command line started connecting to it.
+        await session.connection()
         row = await api_keys_repo.revoke(session, name, utcnow())
         if row is not None:
             await _audit(session, actor, "api_key.revoked", row)
