@@ -6,7 +6,7 @@ else (the page, the OpenAPI schema, the API) is the real server.
 """
 
 import importlib.util
-import shutil
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -68,8 +68,11 @@ def try_it(page: Page) -> str:
 def test_authorize_takes_an_api_key_and_try_it_out_then_succeeds(
     docs_server: ServerProcess,
 ) -> None:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.fail("this test needs Debian's chromium at /usr/bin/chromium")
+    if not Path(CHROMIUM).exists():
+        message = "this test needs Debian's chromium at /usr/bin/chromium"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM)
         try:
