@@ -1,6 +1,7 @@
 """Settings read from the environment (and `.env`), validated once at start."""
 
 import ipaddress
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -204,11 +205,12 @@ class Settings(BaseSettings):
             )
         return self
 
-    @property
+    # Cached: read on every request, parsed once.
+    @cached_property
     def signup_rate(self) -> list[RateLimitItem]:
         return parse_rate(self.signup_rate_limit)
 
-    @property
+    @cached_property
     def api_key_rate(self) -> list[RateLimitItem]:
         return parse_rate(self.api_key_rate_limit)
 

@@ -12,9 +12,9 @@ from fastapi import Depends, Request, Security
 from fastapi.params import Depends as DependsParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
+from app.core.config import Settings
 from app.core.errors import Forbidden, Unauthorized
 from app.core.rate_limits import RequestLimiter
-from app.routers.deps import SettingsDep
 from app.services.api_keys import Caller, KeyResolver, Scope
 
 API_KEY_SCHEME = "ApiKey"
@@ -29,27 +29,13 @@ _bearer = HTTPBearer(
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-async def get_key_resolver(request: Request) -> KeyResolver:
+# The key cache and the rate counter live on app.state (one per process), read
+# here directly rather than as dependencies of their own: this runs on every
+# request, and each dependency FastAPI resolves costs time.
+
+
+async def _caller(request: Request, credentials: HTTPAuthorizationCredentials) -> Caller:
     resolver: KeyResolver = request.app.state.key_resolver
-    return resolver
-
-
-async def get_limiter(request: Request) -> RequestLimiter:
-    limiter: RequestLimiter = request.app.state.limiter
-    return limiter
-
-
-KeyResolverDep = Annotated[KeyResolver, Depends(get_key_resolver)]
-LimiterDep = Annotated[RequestLimiter, Depends(get_limiter)]
-
-
-async def _caller(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials,
-    resolver: KeyResolver,
-    limiter: RequestLimiter,
-    settings: SettingsDep,
-) -> Caller:
     caller = await resolver.resolve(credentials.credentials)
     if caller is None:
         raise Unauthorized("unknown API key", key_sent=True)
@@ -57,6 +43,8 @@ async def _caller(
         raise Unauthorized("this API key has been revoked", key_sent=True)
     # Read by the audit trail: the actor of whatever this request records.
     request.state.caller = caller
+    limiter: RequestLimiter = request.app.state.limiter
+    settings: Settings = request.app.state.settings
     await limiter.hit(settings.api_key_rate, "api-key", str(caller.key_id), what="with this key")
     return caller
 
@@ -73,17 +61,12 @@ def check_scope(caller: Caller | None, scope: Scope) -> None:
 
 
 async def authenticate(
-    security_scopes: SecurityScopes,
-    request: Request,
-    credentials: BearerDep,
-    resolver: KeyResolverDep,
-    limiter: LimiterDep,
-    settings: SettingsDep,
+    security_scopes: SecurityScopes, request: Request, credentials: BearerDep
 ) -> Caller:
     """The caller of a route that `requires` a scope; 401, 403 or 429 otherwise."""
     if credentials is None:
         raise Unauthorized("send an API key: Authorization: Bearer <key>", key_sent=False)
-    caller = await _caller(request, credentials, resolver, limiter, settings)
+    caller = await _caller(request, credentials)
     for scope in security_scopes.scopes:
         check_scope(caller, Scope(scope))
     return caller
@@ -95,17 +78,11 @@ def requires(scope: Scope) -> DependsParam:
     return dependency
 
 
-async def identify(
-    request: Request,
-    credentials: BearerDep,
-    resolver: KeyResolverDep,
-    limiter: LimiterDep,
-    settings: SettingsDep,
-) -> Caller | None:
+async def identify(request: Request, credentials: BearerDep) -> Caller | None:
     """On a public route: the caller if a key was sent (a bad one is still 401), else None."""
     if credentials is None:
         return None
-    return await _caller(request, credentials, resolver, limiter, settings)
+    return await _caller(request, credentials)
 
 
 OptionalCallerDep = Annotated[Caller | None, Depends(identify)]
@@ -134,12 +111,12 @@ def client_identity(request: Request) -> str:
     return str(address)
 
 
-async def limit_anonymous_signups(
-    request: Request, caller: OptionalCallerDep, limiter: LimiterDep, settings: SettingsDep
-) -> None:
+async def limit_anonymous_signups(request: Request, caller: OptionalCallerDep) -> None:
     """SIGNUP_RATE_LIMIT per client address. A caller with a key is counted against its
     key's budget instead: a backend signing people up from one address is one known client."""
     if caller is None:
+        limiter: RequestLimiter = request.app.state.limiter
+        settings: Settings = request.app.state.settings
         await limiter.hit(
             settings.signup_rate, "signup", client_identity(request), what="from this address"
         )
