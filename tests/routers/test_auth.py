@@ -6,6 +6,7 @@ example request below, so it is closed until someone decides who may call it.
 """
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from tests.conftest import ClientWith
 from tests.support.keys import api_client, bearer, issue_key
 from tests.support.notify import LOOPBACK_WEBHOOKS, sign_up, sign_up_with_webhook
 from tests.support.routes import RouteAccess, api_routes, other_routes
+from tests.support.server import PROJECT_ROOT
 from tests.support.smtp import SMTPServer
 from tests.support.waiting import eventually_async
 from tests.support.webhooks import WebhookReceiver
@@ -342,3 +344,26 @@ def test_openapi_declares_each_route_s_scope_and_documents_401_403_and_429() -> 
     assert "429" in signup["responses"]
     for path in ("/healthz", "/readyz"):
         assert "security" not in spec["paths"][path]["get"]
+
+
+def test_the_readme_s_security_table_lists_every_route_with_its_scope() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## Security model\n") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = re.findall(r"^\| (`[^|]+`) \| ([^|]+) \|$", section, re.M)
+    closed = {
+        route: scope.strip("`")
+        for routes, scope in rows
+        for route in re.findall(r"`([A-Z]+ [^`]+)`", routes)
+        if re.fullmatch(r"`[a-z:]+`", scope.strip())
+    }
+    public = {
+        route
+        for routes, scope in rows
+        for route in re.findall(r"`([A-Z]+ [^`]+)`", routes)
+        if scope.startswith("public")
+    }
+
+    assert closed == {str(route): route.scopes[0] for route in CLOSED}
+    docs = {f"GET {path}" for path in DOCS if path and "oauth2" not in path}
+    assert public == PUBLIC_ON_PURPOSE | docs
