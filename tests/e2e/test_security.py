@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -59,10 +60,16 @@ async def first_refusal(server: ServerProcess, key: str) -> float:
             await asyncio.sleep(0.01)
 
 
+@pytest.mark.parametrize("store", ["postgresql", "sqlite"])
 async def test_a_key_made_and_revoked_by_the_cli_takes_effect_on_every_running_server_in_1_s(
-    server_env: dict[str, str], start_server: StartServer, tmp_path: Path
+    server_env: dict[str, str], start_server: StartServer, tmp_path: Path, store: str
 ) -> None:
     env = {**server_env, "LOG_LEVEL": "DEBUG"}
+    if store == "sqlite":  # the embedded default: two processes on one file
+        del env["DATABASE_URL"]
+        url = f"sqlite+aiosqlite:///{env['DATA_DIR']}/signup-service.db"  # an absolute path
+    else:
+        url = env["DATABASE_URL"]
     servers = [start_server(env), start_server(env)]
 
     created = run_cli(env, tmp_path, "api-keys", "create", "--name", "ops", "--scope", "admin")
@@ -70,7 +77,7 @@ async def test_a_key_made_and_revoked_by_the_cli_takes_effect_on_every_running_s
     for server in servers:  # no restart: the new key works at once, and is now cached
         async with httpx.AsyncClient(base_url=server.base_url, headers=bearer(key)) as http:
             assert (await http.get("/admin/tasks")).status_code == 200
-    committed = asyncio.create_task(committed_revocation(env["DATABASE_URL"], "ops"))
+    committed = asyncio.create_task(committed_revocation(url, "ops"))
     watching = [asyncio.create_task(first_refusal(server, key)) for server in servers]
     revoked = await asyncio.to_thread(run_cli, env, tmp_path, "api-keys", "revoke", "ops")
     committed_at, *refused_at = await asyncio.wait_for(
