@@ -9,8 +9,10 @@ import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.params import Depends as DependsParam
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from fastapi.security import SecurityScopes
+from fastapi.security.base import SecurityBase
 
 from app.core.config import Settings
 from app.core.errors import Forbidden, Unauthorized
@@ -19,24 +21,15 @@ from app.services.api_keys import Caller, KeyResolver, Scope
 
 API_KEY_SCHEME = "ApiKey"
 
-_bearer = HTTPBearer(
-    scheme_name=API_KEY_SCHEME,
-    bearerFormat="ssk_...",
-    description="An API key: `python -m app api-keys create --name NAME --scope SCOPE`, "
-    "or BOOTSTRAP_API_KEY. Each route's lock names the scope it needs.",
-    auto_error=False,
-)
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
 
 # The key cache and the rate counter live on app.state (one per process), read
 # here directly rather than as dependencies of their own: this runs on every
 # request, and each dependency FastAPI resolves costs time.
 
 
-async def _caller(request: Request, credentials: HTTPAuthorizationCredentials) -> Caller:
+async def _caller(request: Request, key: str) -> Caller:
     resolver: KeyResolver = request.app.state.key_resolver
-    caller = await resolver.resolve(credentials.credentials)
+    caller = await resolver.resolve(key)
     if caller is None:
         raise Unauthorized("unknown API key", key_sent=True)
     if caller.revoked:
@@ -60,29 +53,42 @@ def check_scope(caller: Caller | None, scope: Scope) -> None:
         )
 
 
-async def authenticate(
-    security_scopes: SecurityScopes, request: Request, credentials: BearerDep
-) -> Caller:
-    """The caller of a route that `requires` a scope; 401, 403 or 429 otherwise."""
-    if credentials is None:
-        raise Unauthorized("send an API key: Authorization: Bearer <key>", key_sent=False)
-    caller = await _caller(request, credentials)
-    for scope in security_scopes.scopes:
-        check_scope(caller, Scope(scope))
-    return caller
+class ApiKeyBearer(SecurityBase):
+    """The API key: the security scheme OpenAPI (and Swagger's Authorize button) shows,
+    and the check itself, in one dependency rather than FastAPI's HTTPBearer plus one."""
+
+    def __init__(self, *, required: bool) -> None:
+        self.model = HTTPBearerModel(
+            bearerFormat="ssk_...",
+            description="An API key: `python -m app api-keys create --name NAME --scope "
+            "SCOPE`, or BOOTSTRAP_API_KEY. Each route's lock names the scope it needs.",
+        )
+        self.scheme_name = API_KEY_SCHEME
+        self.required = required
+
+    async def __call__(self, request: Request, security_scopes: SecurityScopes) -> Caller | None:
+        scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            if self.required:
+                raise Unauthorized("send an API key: Authorization: Bearer <key>", key_sent=False)
+            return None
+        caller = await _caller(request, key)
+        for scope in security_scopes.scopes:
+            check_scope(caller, Scope(scope))
+        return caller
+
+
+# The caller of a route that `requires` a scope; 401, 403 or 429 otherwise.
+authenticate = ApiKeyBearer(required=True)
+# On a public route: the caller if a key was sent (a bad one is still 401), else None.
+identify = ApiKeyBearer(required=False)
 
 
 def requires(scope: Scope) -> DependsParam:
     """`dependencies=[requires(Scope.USERS_READ)]`: only keys holding `scope` may call."""
     dependency: DependsParam = Security(authenticate, scopes=[scope.value])
     return dependency
-
-
-async def identify(request: Request, credentials: BearerDep) -> Caller | None:
-    """On a public route: the caller if a key was sent (a bad one is still 401), else None."""
-    if credentials is None:
-        return None
-    return await _caller(request, credentials)
 
 
 OptionalCallerDep = Annotated[Caller | None, Depends(identify)]
