@@ -172,24 +172,15 @@ async def ensure_bootstrap(sessions: SessionFactory, key: SecretStr) -> None:
                 )
             return
         existing = await api_keys_repo.get_by_name(session, BOOTSTRAP_NAME)
-        if existing is None:
-            row = await api_keys_repo.insert(
-                session,
-                name=BOOTSTRAP_NAME,
-                prefix=prefix,
-                key_hash=key_hash,
-                scopes=ALL_SCOPES,
-                now=utcnow(),
-            )
-        else:
-            row = await api_keys_repo.replace_key(
-                session,
-                name=BOOTSTRAP_NAME,
-                prefix=prefix,
-                key_hash=key_hash,
-                scopes=ALL_SCOPES,
-                now=utcnow(),
-            )
+        store = api_keys_repo.insert if existing is None else api_keys_repo.replace_key
+        row = await store(
+            session,
+            name=BOOTSTRAP_NAME,
+            prefix=prefix,
+            key_hash=key_hash,
+            scopes=ALL_SCOPES,
+            now=utcnow(),
+        )
         # None: another process starting at the same moment stored it first.
         if row is not None:
             await _audit(session, "startup", "api_key.created", row)
