@@ -1,15 +1,15 @@
 """Swagger UI in a real browser: its Authorize button takes an API key, and Try it out uses it.
 
-/docs loads Swagger UI 5 from a CDN; with no network here, the browser is
-served the same release from the swagger-ui-py package instead. Everything
-else (the page, the OpenAPI schema, the API) is the real server.
+/docs loads Swagger UI from a CDN; with no network here, the browser is served
+the same files as fastapi-offline ships them. Everything else (the page, the
+OpenAPI schema, the API) is the real server.
 """
 
-import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import fastapi_offline
 import pytest
 from playwright.sync_api import Page, Route, sync_playwright
 
@@ -17,10 +17,7 @@ from tests.support.keys import SERVER_KEY
 from tests.support.server import ServerProcess
 
 CHROMIUM = "/usr/bin/chromium"
-_SWAGGER_UI = importlib.util.find_spec("swagger_ui")
-assert _SWAGGER_UI is not None
-assert _SWAGGER_UI.origin is not None
-SWAGGER_UI_FILES = Path(_SWAGGER_UI.origin).parent / "static"
+SWAGGER_UI_FILES = Path(fastapi_offline.__file__).parent / "static"
 CDN = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/"
 OPERATION = "#operations-admin-tasks_overview_admin_tasks_get"
 
@@ -44,7 +41,7 @@ def keep_local(base_url: str) -> Callable[[Route], None]:
         if url.startswith(base_url):
             route.continue_()
             return
-        asset = SWAGGER_UI_FILES / url.removeprefix(CDN).split("?")[0]
+        asset = SWAGGER_UI_FILES / url.rsplit("/", 1)[1].split("?")[0]
         if url.startswith(CDN) and asset.is_file():
             route.fulfill(path=asset)
             return
