@@ -1,4 +1,4 @@
-"""`python -m app serve | migrate | recover`: the service's command line."""
+"""`python -m app serve | migrate | recover | api-keys`: the service's command line."""
 
 import argparse
 import asyncio
@@ -7,16 +7,22 @@ import logging
 import os
 import sys
 import tempfile
-from typing import cast
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TypeVar, cast
 
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import migrations
 from app.core.config import Settings
 from app.core.connection_limits import GuardedHttpToolsProtocol, HeadLimits
+from app.core.errors import ServiceError
 from app.core.logging import configure_logging
+from app.services import api_keys
 
 logger = logging.getLogger("app")
+T = TypeVar("T")
 
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -44,7 +50,9 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         log_config=None,
         http=cast("type[asyncio.Protocol]", protocol),
         timeout_keep_alive=settings.http_keepalive_timeout_seconds,
-        proxy_headers=True,
+        # The app believes X-Forwarded-For from TRUSTED_PROXIES only (see create_app);
+        # uvicorn's own handling would trust any local peer.
+        proxy_headers=False,
         # uvicorn waits for in-flight requests forever by default; then a deploy
         # hangs until the orchestrator kills us. Work cut off here is recovered.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
@@ -95,6 +103,83 @@ def recover(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in a session on the configured database (the embedded one migrated first,
+    as `serve` does, so keys can be made before the first start)."""
+    from app.core.db import Database  # noqa: PLC0415 - keep `serve` imports lean
+
+    if settings.is_sqlite:
+        migrations.upgrade(settings.resolved_database_url)
+
+    async def run() -> T:
+        database = Database.open(settings)
+        try:
+            async with database.request_sessions() as session:
+                return await work(session)
+        finally:
+            await database.close()
+
+    return asyncio.run(run())
+
+
+def create_api_key(settings: Settings, args: argparse.Namespace) -> int:
+    """Issue a key. The key goes to stdout, alone; what it is goes to stderr, so
+    `KEY=$(python -m app api-keys create ...)` captures just the key."""
+    try:
+        issued = _with_session(
+            settings,
+            lambda session: api_keys.create(
+                session, name=args.name, scopes=[api_keys.Scope(s) for s in args.scopes]
+            ),
+        )
+    except ServiceError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    print(
+        f"created API key {issued.name!r} ({issued.prefix}...) with scopes "
+        f"{' '.join(issued.scopes)}; it is shown once, below:",
+        file=sys.stderr,
+    )
+    print(issued.key)
+    return 0
+
+
+def list_api_keys(settings: Settings, _args: argparse.Namespace) -> int:
+    keys = _with_session(settings, api_keys.list_all)
+
+    def moment(value: datetime | None) -> str:
+        return value.isoformat(timespec="seconds") if value is not None else "-"
+
+    columns = ("name", "prefix", "scopes", "created", "last used", "revoked")
+    rows = [
+        (
+            key.name,
+            key.prefix,
+            ",".join(key.scopes),
+            moment(key.created_at),
+            moment(key.last_used_at),
+            moment(key.revoked_at),
+        )
+        for key in keys
+    ]
+    widths = [max(len(row[i]) for row in [columns, *rows]) for i in range(len(columns))]
+    for row in [columns, *rows]:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+    return 0
+
+
+def revoke_api_key(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        key, now = _with_session(settings, lambda session: api_keys.revoke(session, name=args.name))
+    except ServiceError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 1
+    when = key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "-"
+    print(f"{'revoked' if now else 'already revoked'}: {key.name} ({key.prefix}...) at {when}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -109,6 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
         "recover", help="run one recovery pass over due and abandoned work, then exit"
     )
     recover_parser.set_defaults(handler=recover)
+
+    keys_parser = commands.add_parser(
+        "api-keys", help="issue, list and revoke API keys (works against a running service)"
+    )
+    keys = keys_parser.add_subparsers(dest="api_keys_command", required=True)
+    create_parser = keys.add_parser("create", help="issue a key; prints it once, on stdout")
+    create_parser.add_argument("--name", required=True, help="who holds it; the audit actor")
+    create_parser.add_argument(
+        "--scope",
+        dest="scopes",
+        action="append",
+        required=True,
+        choices=api_keys.ALL_SCOPES,
+        help="a scope the key holds; repeat for more",
+    )
+    create_parser.set_defaults(handler=create_api_key)
+    list_parser = keys.add_parser("list", help="every key: name, prefix, scopes, dates")
+    list_parser.set_defaults(handler=list_api_keys)
+    revoke_parser = keys.add_parser("revoke", help="revoke a key; every process stops it in 1 s")
+    revoke_parser.add_argument("name")
+    revoke_parser.set_defaults(handler=revoke_api_key)
     return parser
 
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.core.config import Settings
 from app.core.db import Database, wait_for_database
@@ -14,10 +15,12 @@ from app.core.errors import install_error_handlers
 from app.core.logging import configure_logging
 from app.core.middleware import RequestIdMiddleware, ShutdownCutoffMiddleware
 from app.core.openapi import refine_openapi
+from app.core.rate_limits import RequestLimiter
 from app.core.request_limits import BodyLimits, RequestLimitsMiddleware
 from app.core.security_headers import SecurityHeadersMiddleware
 from app.core.shutdown import Shutdown
 from app.routers import admin, docs, health, notifications, signups, uploads, users
+from app.services import api_keys
 from app.tasks.recovery import run_recovery_loop
 from app.tasks.runtime import open_runtime
 
@@ -38,6 +41,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database = Database.open(settings)
     app.state.database = database
+    app.state.key_resolver = api_keys.KeyResolver(database.request_sessions)
+    app.state.limiter = RequestLimiter(settings.rate_limit_storage_uri)
     shutdown: Shutdown = app.state.shutdown
     if app.state.watch_signals:
         shutdown.watch_signals()
@@ -50,6 +55,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # Serve anyway: /readyz and every request answer 503 until the
             # database is back, and the recovery loops keep trying.
             logger.warning("starting without the database")
+        elif settings.bootstrap_api_key is not None:
+            await api_keys.ensure_bootstrap(database.request_sessions, settings.bootstrap_api_key)
         async with open_runtime(settings, database) as runtime:
             recovery = (
                 asyncio.create_task(run_recovery_loop(runtime, shutdown))
@@ -104,6 +111,13 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
     )
     app.add_middleware(RequestLimitsMiddleware, limits=limits)
     app.add_middleware(RequestIdMiddleware)
+    if settings.trusted_proxies:
+        # Only these peers' X-Forwarded-For is believed; from anyone else it is
+        # ignored, so a client cannot pick the address it is limited and audited by.
+        app.add_middleware(
+            ProxyHeadersMiddleware,
+            trusted_hosts=[str(network) for network in settings.trusted_proxies],
+        )
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs.PAGES)
     # Outermost: it sees the cancellation that ends a shutdown's grace.
     app.add_middleware(ShutdownCutoffMiddleware, shutdown=shutdown)

@@ -1,9 +1,16 @@
-"""The service plus two comparison endpoints that exist only for the benchmarks.
+"""The service plus comparison endpoints that exist only for the benchmarks.
 
 (b) `POST /bench/signups-inline`: the same signup, but the welcome email is sent
     before the response, the way the articles' first version does it.
 (c) `POST /bench/insert-only`: validation and one INSERT, nothing else: the
     floor any signup endpoint stands on.
+
+And the product's own route functions with the security check switched off
+(bench.security compares them with the real routes):
+
+`GET /bench/users-unchecked/{id}`: GET /users/{id} with no key check and no
+    per-key limit.
+`POST /bench/signups-unlimited`: POST /signups without the per-address limit.
 """
 
 import uuid
@@ -13,8 +20,11 @@ from fastapi import FastAPI, Response
 from app.main import create_server_app
 from app.models import User
 from app.models.base import TaskStatus, utcnow
+from app.routers import signups as signups_routes
+from app.routers import users as users_routes
 from app.routers.deps import AuditDep, SessionDep, SettingsDep
-from app.schemas.user import UserCreate, UserRead
+from app.routers.security import PUBLIC
+from app.schemas.user import UserCreate, UserRead, UserWithWebhookSecret
 from app.services import signups
 from app.services.idempotency import StoredResponse
 from app.tasks.runner import run_task
@@ -57,4 +67,20 @@ def create_bench_app() -> FastAPI:
         response.headers["Location"] = f"/users/{user.id}"
         return UserRead.from_model(user)
 
+    # The same endpoint functions as the product's routes; only the check is gone.
+    app.add_api_route(
+        "/bench/users-unchecked/{user_id}",
+        users_routes.get_user,
+        methods=["GET"],
+        response_model=UserRead,
+        dependencies=[PUBLIC],
+    )
+    app.add_api_route(
+        "/bench/signups-unlimited",
+        signups_routes.create_signup,
+        methods=["POST"],
+        status_code=201,
+        response_model=UserWithWebhookSecret,
+        dependencies=[PUBLIC],
+    )
     return app

@@ -1,9 +1,15 @@
 """Fixtures: a real PostgreSQL server and SQLite files migrated by Alembic, a real SMTP
-server, and the app over ASGI. Each test starts from empty tables."""
+server, and the app over ASGI. Each test starts from empty tables.
 
+`client` carries an API key with every scope, so a test about what a route does
+need not care who may call it. Tests about who may call it use `anonymous_client`,
+`client_with` (a key with chosen scopes) and `issue_key`.
+"""
+
+import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +21,10 @@ from app.core import migrations
 from app.core.config import Settings
 from app.main import create_app
 from app.models import Base
+from app.services.api_keys import Scope
+from tests.support.keys import api_client, issue_key
 from tests.support.postgres import PostgresCluster, PostgresUnavailable
+from tests.support.redis import RedisServer, RedisUnavailable
 from tests.support.smtp import SMTPServer
 from tests.support.webhooks import WebhookReceiver
 
@@ -24,6 +33,7 @@ for _name in Settings.model_fields:
     os.environ.pop(_name.upper(), None)
 
 REQUIRE_POSTGRES = bool(os.environ.get("REQUIRE_POSTGRES") or os.environ.get("CI"))
+REQUIRE_REDIS = bool(os.environ.get("REQUIRE_REDIS") or os.environ.get("CI"))
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +60,29 @@ def postgres_url(postgres: PostgresCluster | None) -> str:
     url = postgres.create_database("signup_test")
     migrations.upgrade(url)
     return url
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """The suite's own Redis server; tests needing it skip without one, unless on CI."""
+    try:
+        server = RedisServer()
+    except RedisUnavailable as exc:
+        if REQUIRE_REDIS:
+            pytest.fail(str(exc))
+        pytest.skip(str(exc))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The suite's Redis, emptied: each test starts with no counts."""
+    redis_server.flush()
+    return redis_server.url
 
 
 @pytest.fixture(scope="session")
@@ -134,11 +167,43 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         yield application
 
 
+# The name the `client` fixture's key has: the actor of the audit entries it causes.
+CLIENT_KEY_NAME = "test-client"
+
+
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    # ASGITransport runs the background tasks before returning the response, so
-    # in these tests the work a request scheduled has run when the call returns.
-    # Tests of "the response does not wait" use a real server (tests/e2e).
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+async def client_key(app: FastAPI) -> str:
+    """The key `client` sends: every scope."""
+    return await issue_key(app, CLIENT_KEY_NAME)
+
+
+@pytest.fixture
+async def client(app: FastAPI, client_key: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(app, client_key) as http:
         yield http
+
+
+@pytest.fixture
+async def anonymous_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over ASGI without any key."""
+    async with api_client(app) as http:
+        yield http
+
+
+ClientWith = Callable[..., Awaitable[httpx.AsyncClient]]
+
+
+@pytest.fixture
+async def client_with(app: FastAPI) -> AsyncIterator[ClientWith]:
+    """`await client_with(Scope.USERS_READ, ...)`: a client whose new key holds just those
+    scopes (none at all, if none are given)."""
+    async with contextlib.AsyncExitStack() as stack:
+        issued = 0
+
+        async def make(*scopes: Scope, name: str | None = None) -> httpx.AsyncClient:
+            nonlocal issued
+            issued += 1
+            key = await issue_key(app, name or f"scoped-{issued}", scopes)
+            return await stack.enter_async_context(api_client(app, key))
+
+        yield make

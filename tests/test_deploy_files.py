@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+from dotenv import dotenv_values
 
 from app.__main__ import build_parser
 from app.core.config import Settings
@@ -29,8 +30,10 @@ def cli_commands() -> set[str]:
     return set(subparsers.choices)  # type: ignore[arg-type]
 
 
-def test_compose_has_database_mail_migration_and_app() -> None:
-    assert {"db", "mail", "migrate", "app"} <= set(SERVICES)
+def test_compose_has_database_mail_redis_migration_and_app() -> None:
+    assert {"db", "mail", "redis", "migrate", "app"} <= set(SERVICES)
+    assert SERVICES["redis"]["image"].startswith("redis:")
+    assert "profiles" not in SERVICES["redis"]  # every replica, the first included, uses it
     assert SERVICES["db"]["image"].startswith("postgres:")
     assert SERVICES["mail"]["image"].startswith("axllent/mailpit:")
     assert "8025:8025" in SERVICES["mail"]["ports"]
@@ -43,8 +46,9 @@ def test_services_start_in_order_gated_on_health_and_the_migration() -> None:
     assert SERVICES["app"]["depends_on"] == {
         "migrate": {"condition": "service_completed_successfully"},
         "mail": {"condition": "service_healthy"},
+        "redis": {"condition": "service_healthy"},
     }
-    for name in ("db", "mail", "app"):
+    for name in ("db", "mail", "redis", "app"):
         assert SERVICES[name]["healthcheck"]["test"], name
     assert "/readyz" in " ".join(SERVICES["app"]["healthcheck"]["test"])
 
@@ -56,6 +60,21 @@ def test_commands_name_real_cli_entry_points(service: str) -> None:
     assert command[:3] == ["python", "-m", "app"]
     assert command[3] in cli_commands()
     build_parser().parse_args(command[3:])  # exits on an unknown option
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_replicas_share_rate_limits_through_the_compose_redis(service: str) -> None:
+    assert SERVICES[service]["environment"]["RATE_LIMIT_STORAGE_URI"] == "redis://redis:6379"
+
+
+def test_compose_gives_the_tour_a_key_that_dotenv_can_replace() -> None:
+    example = dotenv_values(PROJECT_ROOT / ".env.example")["BOOTSTRAP_API_KEY"]
+
+    assert SERVICES["app"]["environment"]["BOOTSTRAP_API_KEY"] == (
+        f"${{BOOTSTRAP_API_KEY:-{example}}}"
+    )
+    with pytest.raises(ValueError, match="BOOTSTRAP_API_KEY is a placeholder"):
+        Settings(_env_file=None, app_env="production", bootstrap_api_key=example)
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)

@@ -1,11 +1,21 @@
 """Settings read from the environment (and `.env`), validated once at start."""
 
+import ipaddress
 from collections.abc import Iterator
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from limits import RateLimitItem, parse_many
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -27,7 +37,29 @@ class HidesPassword:
 _HIDDEN = "**********"
 
 _PLACEHOLDERS = {"change-me", "changeme", "secret", "admin", "token", "password"}
+_PLACEHOLDER_WORDS = ("change-me", "changeme", "example", "placeholder")
 _MIN_SECRET_LENGTH = 32
+
+
+def is_placeholder(secret: str) -> bool:
+    """A value copied from documentation rather than generated: never good enough in production."""
+    lowered = secret.lower()
+    return lowered in _PLACEHOLDERS or any(word in lowered for word in _PLACEHOLDER_WORDS)
+
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_rate(value: str) -> list[RateLimitItem]:
+    """A rate in the `limits` library's notation (`10/minute`, `5/second;100/hour`);
+    `0` or empty: no limit."""
+    value = value.strip()
+    if value in {"", "0"}:
+        return []
+    items = parse_many(value)
+    if any(item.amount < 1 for item in items):
+        raise ValueError(f"{value!r} allows nothing; write 0 to switch the limit off")
+    return items
 
 
 class Settings(BaseSettings):
@@ -89,7 +121,20 @@ class Settings(BaseSettings):
         description="Lift the SSRF guard (loopback, private targets): development and tests only.",
     )
 
-    admin_token: SecretStr | None = None
+    # --- Who may call what, and limits on abuse ---------------------------------
+    # A key stored (hashed, with every scope) at start, so `docker compose up` has
+    # one without a shell into the container.
+    bootstrap_api_key: SecretStr | None = None
+    # Rates in the `limits` notation (10/minute, 5/second;100/hour); 0 or empty: off.
+    signup_rate_limit: str = "10/minute"
+    api_key_rate_limit: str = "600/minute"
+    # memory:// counts per process; redis://host:6379 shares one budget between replicas.
+    rate_limit_storage_uri: str = "memory://"
+    # Peers (addresses or networks) whose X-Forwarded-For is believed; empty: none.
+    trusted_proxies: Annotated[list[IpNetwork], NoDecode] = Field(default_factory=list)
+    # Per recipient, counted in the database; 0 or empty: off.
+    welcome_resends_per_day: int = Field(default=3, ge=0)
+    notifications_per_user_per_hour: int = Field(default=20, ge=0)
 
     # What one client may make the server hold, and for how long. Header limits and
     # the header timeout are the HTTP server's (`python -m app serve`), since they
@@ -143,19 +188,63 @@ class Settings(BaseSettings):
         for name, value in super().__repr_args__():
             yield name, _shown(name, value) if name is not None else value
 
-    @model_validator(mode="after")
-    def _no_placeholder_secrets_in_production(self) -> "Settings":
-        token = self.admin_token.get_secret_value() if self.admin_token else None
+    @field_validator("bootstrap_api_key", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("bootstrap_api_key")
+    @classmethod
+    def _no_placeholder_key_in_production(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        key = value.get_secret_value() if value is not None else None
         if (
-            self.app_env == "production"
-            and token is not None
-            and (token.lower() in _PLACEHOLDERS or len(token) < _MIN_SECRET_LENGTH)
+            info.data.get("app_env") == "production"
+            and key is not None
+            and (is_placeholder(key) or len(key) < _MIN_SECRET_LENGTH)
         ):
             raise ValueError(
-                "ADMIN_TOKEN is a placeholder or shorter than 32 characters; in production "
-                "set a random one (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                "BOOTSTRAP_API_KEY is a placeholder or shorter than 32 characters; in "
+                "production create keys with `python -m app api-keys create`, or set a random "
+                "one (python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
-        return self
+        return value
+
+    @field_validator("signup_rate_limit", "api_key_rate_limit")
+    @classmethod
+    def _rate_in_limits_notation(cls, value: str) -> str:
+        parse_rate(value)  # raises ValueError, which pydantic reports with the setting's name
+        return value.strip()
+
+    @field_validator("rate_limit_storage_uri")
+    @classmethod
+    def _known_rate_limit_storage(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0]
+        if scheme not in {"memory", "redis", "rediss", "redis+unix"}:
+            raise ValueError("RATE_LIMIT_STORAGE_URI must be memory:// or redis://host:port")
+        return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _addresses_or_networks(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        networks = []
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not an IP address or network; "
+                    "TRUSTED_PROXIES takes a comma-separated list of them"
+                ) from None
+        return networks
+
+    @field_validator("welcome_resends_per_day", "notifications_per_user_per_hour", mode="before")
+    @classmethod
+    def _empty_means_off(cls, value: object) -> object:
+        return 0 if value == "" else value
 
     @model_validator(mode="after")
     def _lease_outlives_timeout(self) -> "Settings":
@@ -172,6 +261,15 @@ class Settings(BaseSettings):
                 "WEBHOOK_ALLOW_PRIVATE_TARGETS lifts the SSRF guard; it is refused in production"
             )
         return self
+
+    # Cached: read on every request, parsed once.
+    @cached_property
+    def signup_rate(self) -> list[RateLimitItem]:
+        return parse_rate(self.signup_rate_limit)
+
+    @cached_property
+    def api_key_rate(self) -> list[RateLimitItem]:
+        return parse_rate(self.api_key_rate_limit)
 
     @property
     def resolved_database_url(self) -> str:

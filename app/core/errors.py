@@ -34,6 +34,8 @@ class ServiceError(Exception):
     slug: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
     headers: ClassVar[dict[str, str] | None] = None
+    # The headers this error's responses carry, as OpenAPI header objects.
+    documented_headers: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -42,6 +44,9 @@ class ServiceError(Exception):
     @classmethod
     def problem_type(cls) -> str:
         return f"/problems/{cls.slug}"
+
+    def response_headers(self) -> dict[str, str] | None:
+        return self.headers
 
 
 class NotFound(ServiceError):
@@ -114,16 +119,88 @@ class ServiceUnavailable(ServiceError):
     title = "Service unavailable"
 
 
-class AdminApiDisabled(NotFound):
-    slug = "admin-api-disabled"
-    title = "Admin API disabled"
+# --- Who may call what, and limits on abuse ------------------------------------
+
+_WWW_AUTHENTICATE = {
+    "WWW-Authenticate": {
+        "description": "`Bearer`, with `error` and `scope` (RFC 6750) when a key was sent.",
+        "schema": {"type": "string"},
+    }
+}
 
 
-class AdminUnauthorized(ServiceError):
+class Unauthorized(ServiceError):
+    """No API key, or one that is unknown or revoked."""
+
     status = 401
     slug = "unauthorized"
-    title = "Missing or wrong admin token"
-    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only by convention
+    title = "Missing, unknown or revoked API key"
+    documented_headers = _WWW_AUTHENTICATE
+
+    def __init__(self, detail: str, *, key_sent: bool) -> None:
+        super().__init__(detail)
+        # RFC 6750: a request without credentials gets the bare challenge; a bad
+        # key is named as such, so a client knows not to retry it.
+        self.challenge = 'Bearer error="invalid_token"' if key_sent else "Bearer"
+
+    def response_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.challenge}
+
+
+class Forbidden(ServiceError):
+    """A valid key without the scope this route needs."""
+
+    status = 403
+    slug = "insufficient-scope"
+    title = "The API key lacks the scope this route needs"
+    documented_headers = _WWW_AUTHENTICATE
+
+    def __init__(self, detail: str, *, scope: str) -> None:
+        super().__init__(detail)
+        self.scope = scope
+
+    def response_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{self.scope}"'}
+
+
+class RateLimited(ServiceError):
+    """Too many requests from one address or key, or too much mail to one recipient."""
+
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+    documented_headers = {  # noqa: RUF012 - read-only by convention
+        "Retry-After": {
+            "description": "Seconds until the limit lets this request through again.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    }
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+AUTH_ERRORS: tuple[type[ServiceError], ...] = (Unauthorized, Forbidden, RateLimited)
+
+
+class ApiKeyNameRefused(ServiceError):
+    status = 422
+    slug = "api-key-name-refused"
+    title = "API key name refused"
+
+
+class ApiKeyNameTaken(Conflict):
+    slug = "api-key-name-taken"
+    title = "API key name taken"
+
+
+class ApiKeyNotFound(NotFound):
+    slug = "api-key-not-found"
+    title = "API key not found"
 
 
 class TaskNotFound(NotFound):
@@ -224,6 +301,8 @@ def problem_responses(
         entry = responses.setdefault(error.status, {"model": Problem, "description": error.title})
         if error.title not in entry["description"]:
             entry["description"] += f"; or {error.title.lower()}"
+        if error.documented_headers:
+            entry.setdefault("headers", {}).update(error.documented_headers)
     return responses
 
 
@@ -260,7 +339,7 @@ async def _service_error(request: Request, raised: Exception) -> JSONResponse:
             detail=exc.detail,
             instance=request.url.path,
         ),
-        headers=exc.headers,
+        headers=exc.response_headers(),
     )
 
 

@@ -1,29 +1,29 @@
-"""/admin: background work for operators (Bearer ADMIN_TOKEN), and /metrics."""
+"""/admin: background work for operators (scope `admin`), and /metrics (scope `metrics`)."""
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Response
 
 from app.core import metrics
 from app.core.errors import (
-    AdminApiDisabled,
-    AdminUnauthorized,
+    AUTH_ERRORS,
     TaskNotFailed,
     TaskNotFound,
     problem_responses,
 )
 from app.core.openapi import success_response
-from app.routers.deps import AuditDep, SessionDep, require_admin
+from app.routers.deps import AuditDep, SessionDep
+from app.routers.security import requires
 from app.schemas import examples
 from app.schemas.admin import FailedTaskPage, TaskKindName, TaskRead, TasksOverview
 from app.schemas.audit import AuditPage
 from app.schemas.query import CursorQuery, Moment
 from app.services import admin, audit
+from app.services.api_keys import Scope
 from app.tasks.registry import run_named_task
 
-router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)])
-AUTH_ERRORS = (AdminUnauthorized, AdminApiDisabled)
+router = APIRouter(tags=["admin"])
 
 
 @router.get(
@@ -34,6 +34,7 @@ AUTH_ERRORS = (AdminUnauthorized, AdminApiDisabled)
         **success_response(200, "Every kind of background work, counted.", examples.TASKS),
         **problem_responses(*AUTH_ERRORS, validation=False),
     },
+    dependencies=[requires(Scope.ADMIN)],
 )
 async def tasks_overview(session: SessionDep) -> TasksOverview:
     return await admin.overview(session)
@@ -49,6 +50,7 @@ async def tasks_overview(session: SessionDep) -> TasksOverview:
         ),
         **problem_responses(*AUTH_ERRORS),
     },
+    dependencies=[requires(Scope.ADMIN)],
 )
 async def failed_tasks(
     session: SessionDep,
@@ -72,6 +74,7 @@ async def failed_tasks(
         ),
         **problem_responses(*AUTH_ERRORS, TaskNotFound, TaskNotFailed),
     },
+    dependencies=[requires(Scope.ADMIN)],
 )
 async def retry_task(
     kind: TaskKindName,
@@ -94,12 +97,15 @@ async def retry_task(
         **success_response(200, "A page of audit entries, newest first.", examples.AUDIT),
         **problem_responses(*AUTH_ERRORS),
     },
+    dependencies=[requires(Scope.ADMIN)],
 )
 async def audit_trail(
     session: SessionDep,
     action: Annotated[str | None, Query(description="e.g. user.signed_up")] = None,
     resource: Annotated[str | None, Query(description="e.g. users/{id}")] = None,
-    actor: Annotated[str | None, Query(description="anonymous or admin")] = None,
+    actor: Annotated[
+        str | None, Query(description="An API key's name, anonymous, cli or startup.")
+    ] = None,
     since: Annotated[Moment | None, Query(description="From this moment (inclusive).")] = None,
     until: Annotated[Moment | None, Query(description="Before this moment.")] = None,
     cursor: CursorQuery = None,
@@ -131,6 +137,7 @@ async def audit_trail(
         },
         **problem_responses(*AUTH_ERRORS, validation=False),
     },
+    dependencies=[requires(Scope.METRICS)],
 )
 async def prometheus_metrics(session: SessionDep) -> Response:
     due = await admin.due_counts(session)

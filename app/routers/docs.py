@@ -16,6 +16,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
 from app.core.errors import NotFound
+from app.routers.security import PUBLIC
 
 SWAGGER_UI_URL = "/docs"
 REDOC_URL = "/redoc"
@@ -26,7 +27,8 @@ _ASSET_NAMES = frozenset(
     {"swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"}
 )
 
-router = APIRouter(include_in_schema=False)
+# The docs describe the API and hand out nothing: anyone may read them.
+router = APIRouter(include_in_schema=False, dependencies=[PUBLIC])
 
 
 def _root(request: Request) -> str:

@@ -5,11 +5,13 @@ from fastapi import APIRouter
 from app.core.errors import ServiceUnavailable, problem_responses
 from app.core.openapi import success_response
 from app.routers.deps import DatabaseDep
+from app.routers.security import PUBLIC
 from app.schemas import examples
 from app.schemas.health import Health, Readiness
 from app.services import health
 
-router = APIRouter(tags=["health"])
+# Probes answer anyone: orchestrators and load balancers hold no keys.
+router = APIRouter(tags=["health"], dependencies=[PUBLIC])
 
 
 # HEAD too: load balancers and uptime checkers often probe with it.

@@ -7,26 +7,32 @@ from fastapi import APIRouter, BackgroundTasks, Body, Query, Response
 from fastapi.responses import JSONResponse
 
 from app.core.errors import (
+    AUTH_ERRORS,
     IdempotencyKeyInProgress,
     IdempotencyKeyReused,
     NotificationNotFound,
     NotSendableByEmail,
+    RateLimited,
     UserNotFound,
     WebhookNotConfigured,
     problem_responses,
 )
 from app.core.openapi import request_examples, success_response
-from app.routers.deps import AuditDep, SessionDep
+from app.routers.deps import AuditDep, SessionDep, SettingsDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
+from app.routers.security import requires
 from app.schemas import examples
 from app.schemas.notification import NotificationCreate, NotificationPage, NotificationRead
 from app.schemas.query import CursorQuery
 from app.services import notifications
+from app.services.api_keys import Scope
 from app.services.idempotency import StoredResponse
 from app.services.notifications import notification_location
 from app.tasks.notifications import deliver_notification
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(
+    tags=["notifications"], responses=problem_responses(*AUTH_ERRORS, validation=False)
+)
 
 
 @router.post(
@@ -34,6 +40,7 @@ router = APIRouter(tags=["notifications"])
     status_code=202,
     response_model=NotificationRead,
     summary="Notify a user by email or webhook; delivered in the background",
+    description="At most NOTIFICATIONS_PER_USER_PER_HOUR per user (429 beyond, with Retry-After).",
     responses={
         **success_response(
             202,
@@ -47,9 +54,11 @@ router = APIRouter(tags=["notifications"])
             NotSendableByEmail,
             IdempotencyKeyInProgress,
             IdempotencyKeyReused,
+            RateLimited,
             body=True,
         ),
     },
+    dependencies=[requires(Scope.NOTIFICATIONS_SEND)],
 )
 async def create_notification(
     user_id: uuid.UUID,
@@ -57,12 +66,13 @@ async def create_notification(
         NotificationCreate, Body(openapi_examples=request_examples(examples.NOTIFICATION_REQUESTS))
     ],
     session: SessionDep,
+    settings: SettingsDep,
     background_tasks: BackgroundTasks,
     audit: AuditDep,
     response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> NotificationRead | JSONResponse:
-    outcome = await notifications.create(session, user_id, payload, idempotency_key)
+    outcome = await notifications.create(session, user_id, payload, settings, idempotency_key)
     if isinstance(outcome, StoredResponse):
         return replay(outcome)
     # Committed with its pending delivery: scheduling now can only delay it
@@ -88,6 +98,7 @@ async def create_notification(
         ),
         **problem_responses(NotificationNotFound),
     },
+    dependencies=[requires(Scope.NOTIFICATIONS_SEND)],
 )
 async def get_notification(notification_id: uuid.UUID, session: SessionDep) -> NotificationRead:
     return await notifications.get(session, notification_id)
@@ -101,6 +112,7 @@ async def get_notification(notification_id: uuid.UUID, session: SessionDep) -> N
         **success_response(200, "A page of notifications, newest first.", examples.NOTIFICATIONS),
         **problem_responses(UserNotFound),
     },
+    dependencies=[requires(Scope.NOTIFICATIONS_SEND)],
 )
 async def list_notifications(
     user_id: uuid.UUID,

@@ -7,6 +7,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from app.core.errors import (
+    AUTH_ERRORS,
     EmptyUpload,
     IdempotencyKeyInProgress,
     InvalidUpload,
@@ -19,15 +20,21 @@ from app.core.openapi import success_response
 from app.core.request_limits import allow_body
 from app.routers.deps import AuditDep, DatabaseDep, SessionDep, SettingsDep
 from app.routers.idempotency import IdempotencyKeyHeader, replay
+from app.routers.security import requires
 from app.schemas import examples
 from app.schemas.query import CursorQuery
 from app.schemas.upload import UploadPage, UploadRead
 from app.services import upload_storage, uploads
+from app.services.api_keys import Scope
 from app.services.idempotency import StoredResponse
 from app.services.uploads import upload_location
 from app.tasks.ingest_upload import ingest_upload
 
-router = APIRouter(prefix="/uploads", tags=["uploads"])
+router = APIRouter(
+    prefix="/uploads",
+    tags=["uploads"],
+    responses=problem_responses(*AUTH_ERRORS, validation=False),
+)
 
 # The body is read as a stream by the service, not declared as FastAPI form
 # parameters (which would spool the whole file first); this tells OpenAPI,
@@ -89,6 +96,7 @@ _MULTIPART_BODY: dict[str, Any] = {
         ),
     },
     openapi_extra=_MULTIPART_BODY,
+    dependencies=[requires(Scope.UPLOADS_WRITE)],
 )
 async def create_upload(
     request: Request,
@@ -127,6 +135,7 @@ async def create_upload(
         **success_response(200, "A page of uploads, newest first.", examples.UPLOADS),
         **problem_responses(),
     },
+    dependencies=[requires(Scope.UPLOADS_READ)],
 )
 async def list_uploads(
     session: SessionDep,
@@ -148,6 +157,7 @@ async def list_uploads(
         ),
         **problem_responses(UploadNotFound),
     },
+    dependencies=[requires(Scope.UPLOADS_READ)],
 )
 async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
     return await uploads.get(session, upload_id)
@@ -165,6 +175,7 @@ async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
         },
         **problem_responses(UploadNotFound),
     },
+    dependencies=[requires(Scope.UPLOADS_READ)],
 )
 async def upload_errors(
     upload_id: uuid.UUID, session: SessionDep, database: DatabaseDep

@@ -7,6 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Body, Response
 
 from app.core.errors import (
+    AUTH_ERRORS,
+    RateLimited,
     UserNotFound,
     WebhookNotConfigured,
     WebhookUrlRefused,
@@ -15,12 +17,16 @@ from app.core.errors import (
 )
 from app.core.openapi import request_examples, success_response
 from app.routers.deps import AuditDep, SessionDep, SettingsDep
+from app.routers.security import requires
 from app.schemas import examples
 from app.schemas.user import UserRead, UserUpdate, UserWithWebhookSecret
 from app.services import users
+from app.services.api_keys import Scope
 from app.tasks.welcome_email import send_welcome_email
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(
+    prefix="/users", tags=["users"], responses=problem_responses(*AUTH_ERRORS, validation=False)
+)
 
 
 @router.get(
@@ -31,6 +37,7 @@ router = APIRouter(prefix="/users", tags=["users"])
         **success_response(200, "The user, as stored now.", examples.USER),
         **problem_responses(UserNotFound),
     },
+    dependencies=[requires(Scope.USERS_READ)],
 )
 async def get_user(user_id: uuid.UUID, session: SessionDep) -> UserRead:
     return await users.get(session, user_id)
@@ -53,6 +60,7 @@ async def get_user(user_id: uuid.UUID, session: SessionDep) -> UserRead:
         ),
         **problem_responses(UserNotFound, WebhookUrlRefused, body=True),
     },
+    dependencies=[requires(Scope.USERS_WRITE)],
 )
 async def update_user(
     user_id: uuid.UUID,
@@ -86,6 +94,7 @@ async def update_user(
         ),
         **problem_responses(UserNotFound, WebhookNotConfigured),
     },
+    dependencies=[requires(Scope.USERS_WRITE)],
 )
 async def rotate_webhook_secret(
     user_id: uuid.UUID, session: SessionDep, settings: SettingsDep, audit: AuditDep
@@ -103,6 +112,7 @@ async def rotate_webhook_secret(
         **success_response(204, "Deleted, with their notifications; the audit trail stays."),
         **problem_responses(UserNotFound),
     },
+    dependencies=[requires(Scope.USERS_WRITE)],
 )
 async def delete_user(user_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> Response:
     await users.delete(session, user_id)
@@ -116,19 +126,25 @@ async def delete_user(user_id: uuid.UUID, session: SessionDep, audit: AuditDep) 
     response_model=UserRead,
     summary="Send the welcome email again once the last one has settled (or a first one "
     "to a user imported without)",
+    description="At most WELCOME_RESENDS_PER_DAY per user (429 beyond, with Retry-After).",
     responses={
         **success_response(
             202,
             "A welcome email is owed again (`pending`), sent after this response.",
             examples.WELCOME_RESENT,
         ),
-        **problem_responses(UserNotFound, WelcomeEmailInProgress),
+        **problem_responses(UserNotFound, WelcomeEmailInProgress, RateLimited),
     },
+    dependencies=[requires(Scope.USERS_WRITE)],
 )
 async def resend_welcome_email(
-    user_id: uuid.UUID, session: SessionDep, background_tasks: BackgroundTasks, audit: AuditDep
+    user_id: uuid.UUID,
+    session: SessionDep,
+    settings: SettingsDep,
+    background_tasks: BackgroundTasks,
+    audit: AuditDep,
 ) -> UserRead:
-    user = await users.resend_welcome(session, user_id)
+    user = await users.resend_welcome(session, user_id, settings)
     background_tasks.add_task(send_welcome_email, user.id)
     audit.record("user.welcome_email_resent", f"users/{user_id}")
     return user

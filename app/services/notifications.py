@@ -4,6 +4,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.config import Settings
 from app.core.errors import (
     NotificationNotFound,
     NotSendableByEmail,
@@ -17,6 +18,7 @@ from app.repositories import notifications as notifications_repo
 from app.repositories import users as users_repo
 from app.schemas.notification import NotificationCreate, NotificationPage, NotificationRead
 from app.services import cursor as page_cursor
+from app.services import recipient_quotas
 from app.services.idempotency import IdempotencyGuard, StoredResponse
 
 IDEMPOTENCY_SCOPE = "POST /users/{user_id}/notifications"
@@ -26,6 +28,7 @@ async def create(
     session: AsyncSession,
     user_id: uuid.UUID,
     payload: NotificationCreate,
+    settings: Settings,
     idempotency_key: str | None = None,
 ) -> NotificationRead | StoredResponse:
     """The new notification, committed with its pending delivery; or the first response again."""
@@ -45,6 +48,14 @@ async def create(
             )
         if payload.channel is Channel.EMAIL:
             _check_sendable_by_email(recipient.email, payload)
+        # In this transaction: a refusal also releases the Idempotency-Key reserved above.
+        await recipient_quotas.use(
+            session,
+            recipient_quotas.NOTIFICATIONS,
+            user_id=user_id,
+            limit=settings.notifications_per_user_per_hour,
+            now=now,
+        )
         notification = await notifications_repo.insert_pending(
             session,
             user_id=user_id,

@@ -13,6 +13,7 @@ from app.models.base import utcnow
 from app.models.user import User
 from app.repositories import users as users_repo
 from app.schemas.user import UserRead, UserUpdate, UserWithWebhookSecret
+from app.services import recipient_quotas
 from app.services.webhooks import vet_url
 
 
@@ -81,11 +82,21 @@ async def delete(session: AsyncSession, user_id: uuid.UUID) -> None:
             raise UserNotFound(f"no user with id {user_id}")
 
 
-async def resend_welcome(session: AsyncSession, user_id: uuid.UUID) -> UserRead:
-    """Owe the user a new welcome email; committed before the caller schedules it."""
+async def resend_welcome(session: AsyncSession, user_id: uuid.UUID, settings: Settings) -> UserRead:
+    """Owe the user a new welcome email, within WELCOME_RESENDS_PER_DAY; committed before
+    the caller schedules it."""
+    now = utcnow()
     async with session.begin():
-        user = await users_repo.rearm_welcome(session, user_id, utcnow())
+        user = await users_repo.rearm_welcome(session, user_id, now)
         if user is not None:
+            # Raising here rolls the rearm back: a refused resend owes nothing.
+            await recipient_quotas.use(
+                session,
+                recipient_quotas.WELCOME_RESENDS,
+                user_id=user_id,
+                limit=settings.welcome_resends_per_day,
+                now=now,
+            )
             return UserRead.from_model(user)
         if not await users_repo.exists(session, user_id):
             raise UserNotFound(f"no user with id {user_id}")

@@ -1,7 +1,7 @@
 """Keep a user's previous webhook secret, and when it stops signing, after a rotation.
 
 Revision ID: dc861affdb79
-Revises: 4d717b79275f
+Revises: 7a3c5e1d9b20
 Create Date: 2026-11-26 12:00:00+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "dc861affdb79"
-down_revision: str | None = "4d717b79275f"
+down_revision: str | None = "7a3c5e1d9b20"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

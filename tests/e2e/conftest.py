@@ -7,6 +7,7 @@ import pytest
 
 from app.core import migrations
 from tests.conftest import truncate_all
+from tests.support.keys import SERVER_KEY
 from tests.support.postgres import PostgresCluster
 from tests.support.server import ServerProcess
 from tests.support.smtp import SMTPServer
@@ -47,6 +48,8 @@ def server_env(
         "RECOVERY_INTERVAL_SECONDS": "0.5",
         "RECOVERY_GRACE_SECONDS": "1",
         "LOG_LEVEL": "INFO",
+        # Every scope; `server.client()` sends it.
+        "BOOTSTRAP_API_KEY": SERVER_KEY,
     }
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.keys import NO_RATE_LIMITS, SERVER_KEY
 from tests.support.postgres import PostgresCluster
 from tests.support.server import PROJECT_ROOT, ServerProcess
 from tests.support.smtp import SMTPServer
@@ -30,15 +31,17 @@ MAX_EXAMPLES = 200
 SEED = 20261121
 
 # The fuzzer's credentials: the one place they are set, for the server and the requests.
-ADMIN_TOKEN = "f" * 32
-SERVER_CREDENTIALS = {"ADMIN_TOKEN": ADMIN_TOKEN}
-AUTHORIZATION = f"Bearer {ADMIN_TOKEN}"
+# A key with every scope, and no rate limits: a 429 would stop the fuzzer reaching the
+# route behind it.
+SERVER_CREDENTIALS = {"BOOTSTRAP_API_KEY": SERVER_KEY, **NO_RATE_LIMITS}
+AUTHORIZATION = f"Bearer {SERVER_KEY}"
 
 
 async def failed_welcome_email(server: ServerProcess, smtp: SMTPServer) -> str:
     """A dead letter for the retry route to work on: a welcome email refused with 550."""
     smtp.reply_to_data("550 5.1.1 no such mailbox")
-    async with httpx.AsyncClient(base_url=server.base_url) as http:
+    headers = {"Authorization": AUTHORIZATION}
+    async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as http:
         created = await http.post("/signups", json={"email": "gone@example.com", "name": "Gone"})
         user_id: str = created.json()["id"]
 

@@ -28,15 +28,14 @@ def compose_db(postgres: PostgresCluster | None) -> Iterator[tuple[PostgresClust
 
 
 async def test_compose_sequence_migrates_then_serves_signups_that_mail_arrives_for(
-    compose_db: tuple[PostgresCluster, str], smtp: SMTPServer, tmp_path: Path
+    compose_db: tuple[PostgresCluster, str], smtp: SMTPServer, redis_url: str, tmp_path: Path
 ) -> None:
     postgres, database = compose_db
-    run_to_completion(
-        "migrate", service_environment("migrate", postgres, smtp, tmp_path / "data"), tmp_path
-    )
+    migrate_env = service_environment("migrate", postgres, smtp, tmp_path / "data", redis_url)
+    run_to_completion("migrate", migrate_env, tmp_path)
     assert postgres.psql("SELECT count(*) FROM alembic_version", database=database) == "1"
 
-    app_env = service_environment("app", postgres, smtp, tmp_path / "data")
+    app_env = service_environment("app", postgres, smtp, tmp_path / "data", redis_url)
     server = start_service("app", app_env, tmp_path)
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.keys import SERVER_KEY
 from tests.support.postgres import PostgresCluster
 from tests.support.server import PROJECT_ROOT, ServerProcess
 from tests.support.smtp import SMTPServer
@@ -66,8 +67,9 @@ def assert_each_delivered_once(smtp: SMTPServer, expected: int) -> None:
     assert len(counts) == expected
 
 
-async def sign_up_many(base_url: str, count: int) -> list[str]:
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+async def sign_up_many(server: ServerProcess, count: int) -> list[str]:
+    # With the server's key: anonymous signups are limited per address.
+    async with server.client(timeout=30) as http:
 
         async def one(n: int) -> str:
             response = await http.post(
@@ -90,7 +92,7 @@ async def test_kill_9_while_smtp_holds_every_message_then_each_welcome_arrives_e
     env = {**server_env, "TASK_TIMEOUT_SECONDS": "3", "TASK_LEASE_SECONDS": "4"}
     smtp.stall()
     first = start_server(env)
-    await sign_up_many(first.base_url, 200)
+    await sign_up_many(first, 200)
     await eventually(lambda: smtp.data_commands >= 8, what="sends to be in flight")
 
     first.kill()
@@ -112,7 +114,7 @@ async def test_sigterm_lets_in_flight_sends_finish_then_exits_and_nothing_is_los
     env = {**server_env, "SHUTDOWN_GRACE_SECONDS": "15", "SMTP_POOL_SIZE": "8"}
     smtp.set_delay(1.0)
     server = start_server(env)
-    await sign_up_many(server.base_url, 24)
+    await sign_up_many(server, 24)
     await eventually(lambda: smtp.data_commands >= 8, what="sends to be in flight")
 
     started = time.monotonic()
@@ -139,7 +141,7 @@ async def test_sigterm_past_the_grace_hands_work_back_and_a_restart_delivers_it_
     env = {**server_env, "SHUTDOWN_GRACE_SECONDS": "2", "TASK_LEASE_SECONDS": "300"}
     smtp.stall()
     server = start_server(env)
-    await sign_up_many(server.base_url, 10)
+    await sign_up_many(server, 10)
     await eventually(lambda: smtp.data_commands >= 8, what="sends to be in flight")
 
     assert server.terminate(timeout=30) in GRACEFUL_EXIT
@@ -162,13 +164,14 @@ async def test_the_end_of_the_grace_is_one_warning_and_cuts_an_unanswered_reques
     env = {**server_env, "SHUTDOWN_GRACE_SECONDS": "1", "TASK_LEASE_SECONDS": "300"}
     smtp.stall()
     server = start_server(env)
-    await sign_up_many(server.base_url, 3)  # their emails hang in background tasks
+    await sign_up_many(server, 3)  # their emails hang in background tasks
     await eventually(lambda: smtp.data_commands >= 3, what="sends to be in flight")
     # And an upload still arriving, its handler streaming it to disk.
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(
         b"POST /uploads HTTP/1.1\r\nHost: service\r\nContent-Length: 100000\r\n"
-        b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
+        + f"Authorization: Bearer {SERVER_KEY}\r\n".encode()
+        + b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
         b'Content-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
         b"email,name\nada@example.com,Ada\n"
     )
@@ -202,20 +205,18 @@ async def test_two_servers_recovering_500_due_rows_send_500_messages_without_dup
 ) -> None:
     cluster, url = database
     insert_owed_users(cluster, url, 500)
-    env = {**server_env, "ADMIN_TOKEN": "t" * 32, "RECOVERY_BATCH_SIZE": "100"}
+    env = {**server_env, "RECOVERY_BATCH_SIZE": "100"}
 
     servers = [start_server(env), start_server(env)]
 
     await until_every_welcome_succeeded(cluster, url, 500, timeout=90)
     assert_each_delivered_once(smtp, 500)
-    started = [started_count(server, "t" * 32) for server in servers]
+    started = [started_count(server) for server in servers]
     assert sum(started) == 500  # every claim won exactly once, across both servers
 
 
-def started_count(server: ServerProcess, token: str) -> int:
-    text = httpx.get(
-        server.base_url + "/metrics", headers={"Authorization": f"Bearer {token}"}
-    ).text
+def started_count(server: ServerProcess) -> int:
+    text = httpx.get(server.base_url + "/metrics", headers=server.headers).text
     line = next(
         line for line in text.splitlines()
         if line.startswith('signup_tasks_started_total{kind="welcome_email"}')
@@ -237,7 +238,7 @@ async def test_a_20s_database_outage_with_due_work_ends_with_everything_delivere
 
     cluster.stop()
     outage_began = time.monotonic()
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+    async with server.client(timeout=10) as http:
 
         async def not_ready() -> bool:
             return (await http.get("/readyz")).status_code == 503

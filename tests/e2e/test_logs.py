@@ -3,8 +3,7 @@
 import asyncio
 from pathlib import Path
 
-import httpx
-
+from tests.support.keys import SERVER_KEY
 from tests.support.server import ServerProcess
 from tests.support.waiting import eventually_async
 
@@ -17,11 +16,16 @@ async def test_a_busy_runs_log_carries_ids_and_no_address_or_name(tmp_path: Path
     path that handles an address: signups, a duplicate, refusals, an import with
     rejected rows, email notifications, a resend."""
     server = ServerProcess(
-        {"DATA_DIR": str(tmp_path / "data"), "LOG_LEVEL": "DEBUG", "RECOVERY_GRACE_SECONDS": "0"},
+        {
+            "DATA_DIR": str(tmp_path / "data"),
+            "LOG_LEVEL": "DEBUG",
+            "RECOVERY_GRACE_SECONDS": "0",
+            "BOOTSTRAP_API_KEY": SERVER_KEY,
+        },
         tmp_path / "server.log",
     ).start()
     try:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        async with server.client(timeout=30) as http:
             signups = await asyncio.gather(
                 *(http.post("/signups", json={"email": e, "name": n}) for e, n in PEOPLE)
             )

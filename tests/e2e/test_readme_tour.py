@@ -39,15 +39,25 @@ def compose_db(postgres: PostgresCluster | None) -> Iterator[tuple[PostgresClust
         yield postgres, database
 
 
+@pytest.mark.parametrize("dotenv", [False, True], ids=["without-dotenv", "with-dotenv"])
 def test_every_tour_command_succeeds_and_does_what_it_says(
-    compose_db: tuple[PostgresCluster, str], smtp: SMTPServer, tmp_path: Path
+    compose_db: tuple[PostgresCluster, str],
+    smtp: SMTPServer,
+    redis_url: str,
+    tmp_path: Path,
+    dotenv: bool,
 ) -> None:
+    """As written, after `docker compose up`, with or without `cp .env.example .env`."""
     if shutil.which("jq") is None:
         pytest.fail("the README's tour needs jq (`apt-get install jq`)")
     postgres, database = compose_db
     data = tmp_path / "data"
-    run_to_completion("migrate", service_environment("migrate", postgres, smtp, data), tmp_path)
-    server = start_service("app", service_environment("app", postgres, smtp, data), tmp_path)
+
+    def environment(service: str) -> dict[str, str]:
+        return service_environment(service, postgres, smtp, data, redis_url, dotenv=dotenv)
+
+    run_to_completion("migrate", environment("migrate"), tmp_path)
+    server = start_service("app", environment("app"), tmp_path)
     try:
         with mailpit_api(smtp) as mailpit:
             # The published ports of `app` and `mail`, mapped onto this machine.
@@ -76,6 +86,7 @@ def test_every_tour_command_succeeds_and_does_what_it_says(
     assert '"rows_rejected": 1' in output
     assert "4,not-an-email,Mallory,email: An email address must have an @-sign." in output
     assert '"action":"notification.created"' in output
+    assert '"actor":"bootstrap"' in output  # the key's name
     assert 'signup_tasks_succeeded_total{kind="notification_email"} 1.0' in output
     notified = postgres.psql("SELECT status FROM notifications", database=database)
     assert notified == "succeeded"

@@ -2,8 +2,6 @@
 
 from collections.abc import Callable
 
-import httpx
-
 from tests.support.server import ServerProcess
 from tests.support.smtp import SMTPServer
 from tests.support.waiting import eventually, eventually_async
@@ -15,7 +13,7 @@ async def test_signup_answers_while_the_smtp_server_holds_the_message(
 ) -> None:
     smtp.stall()  # no DATA command will be answered until we say so
 
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+    async with server.client(timeout=10) as http:
         response = await http.post("/signups", json={"email": "ada@example.com", "name": "Ada"})
         assert response.status_code == 201
         user_url = response.headers["location"]
@@ -42,7 +40,7 @@ async def test_a_notification_is_answered_while_the_webhook_receiver_holds_its_r
     server = start_server(env)
     with WebhookReceiver() as receiver:
         receiver.reply_with(Reply(200, delay=4))  # held well past the 202
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
+        async with server.client(timeout=10) as http:
             signup = await http.post(
                 "/signups",
                 json={"email": "ada@example.com", "name": "Ada", "webhook_url": receiver.url},

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.keys import SERVER_KEY, bearer
 from tests.support.server import ServerProcess
 from tests.support.waiting import eventually_async
 
@@ -31,6 +32,7 @@ def server(tmp_path: Path) -> Iterator[Callable[[], ServerProcess]]:
             "DATA_DIR": str(tmp_path / "data"),
             "LOG_LEVEL": "WARNING",
             "SHUTDOWN_GRACE_SECONDS": "1",
+            "BOOTSTRAP_API_KEY": SERVER_KEY,
             **LIMITS,
         }
         started.append(ServerProcess(env, tmp_path / "server.log").start())
@@ -106,6 +108,7 @@ async def test_slow_and_silent_connections_are_timed_out_while_healthz_answers_f
     json_head = b"POST /signups HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
     json_head += b"Content-Length: 100000\r\n\r\n{"
     upload_head = b"POST /uploads HTTP/1.1\r\nHost: t\r\n"
+    upload_head += f"Authorization: Bearer {SERVER_KEY}\r\n".encode()
     upload_head += b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 9000000\r\n"
     upload_head += b'\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="p.csv"\r\n'
     upload_head += b"Content-Type: text/csv\r\n\r\nemail,name\n"
@@ -135,7 +138,7 @@ async def test_slow_and_silent_connections_are_timed_out_while_healthz_answers_f
             await asyncio.sleep(0.1)
         yield b"\r\n--b--\r\n"
 
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, headers=bearer(SERVER_KEY), timeout=30) as http:
         slow_connections = asyncio.gather(*connections)
         timings = await probe_healthz(http)
         upload = await http.post(

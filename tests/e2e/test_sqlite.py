@@ -12,6 +12,7 @@ from sqlalchemy import text
 from app.core import db
 from app.main import create_app
 from tests.conftest import make_settings
+from tests.support.keys import NO_RATE_LIMITS, SERVER_KEY
 from tests.support.server import ServerProcess
 from tests.support.smtp import SMTPServer
 
@@ -31,6 +32,9 @@ async def test_the_embedded_default_takes_32_concurrent_writers_with_zero_errors
             "LOG_LEVEL": "WARNING",
             "UPLOAD_BATCH_ROWS": "20000",
             "SHUTDOWN_GRACE_SECONDS": "1",
+            "BOOTSTRAP_API_KEY": SERVER_KEY,
+            # One key's requests, past its rate limit: the limits are not under test here.
+            **NO_RATE_LIMITS,
         },
         tmp_path / "server.log",
     ).start()
@@ -38,7 +42,7 @@ async def test_the_embedded_default_takes_32_concurrent_writers_with_zero_errors
     try:
         people = "".join(f"imported{n}@example.com,Imported {n}\n" for n in range(100_000))
         limits = httpx.Limits(max_connections=WRITERS * 2)
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=60, limits=limits) as http:
+        async with server.client(timeout=60, limits=limits) as http:
             upload = await http.post(
                 "/uploads", files={"file": ("people.csv", f"email,name\n{people}", "text/csv")}
             )

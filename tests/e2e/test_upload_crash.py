@@ -94,7 +94,7 @@ async def test_kill_9_mid_import_then_restart_imports_each_row_once_with_exact_c
     }
     first = start_server(env)
 
-    async with httpx.AsyncClient(base_url=first.base_url, timeout=60) as http:
+    async with first.client(timeout=60) as http:
         location = await post_file(http, csv_file)
         progress = await mid_import(http, location, expected["total"])
     first.kill()
@@ -102,7 +102,7 @@ async def test_kill_9_mid_import_then_restart_imports_each_row_once_with_exact_c
     # Each batch commits its rows with its counts: what is in the table is what was counted.
     assert count_rows(cluster, url, "users") <= progress["rows_total"] + 500
     second = start_server(env)
-    async with httpx.AsyncClient(base_url=second.base_url, timeout=60) as http:
+    async with second.client(timeout=60) as http:
         body = await wait_for(http, location, status="succeeded")
 
     assert_counts_exact(body, expected)
@@ -129,13 +129,13 @@ async def test_sigterm_mid_import_hands_it_back_and_a_restart_finishes_it_at_onc
     }
     server = start_server(env)
 
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+    async with server.client(timeout=60) as http:
         location = await post_file(http, csv_file)
         await mid_import(http, location, expected["total"])
     assert server.terminate(timeout=30) in GRACEFUL_EXIT
 
     restarted = start_server(env)
-    async with httpx.AsyncClient(base_url=restarted.base_url, timeout=60) as http:
+    async with restarted.client(timeout=60) as http:
         handed_back = (await http.get(location)).json()
         body = await wait_for(http, location, status="succeeded")
 
@@ -164,7 +164,7 @@ async def test_garbage_and_oversized_uploads_are_refused_and_the_server_serves_o
             yield os.urandom(1024 * 1024)
         yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+    async with server.client(timeout=60) as http:
         attempts: list[tuple[dict[str, Any], int]] = [
             # 50 MB of random bytes, streamed (no length said up front): refused at the NUL.
             (

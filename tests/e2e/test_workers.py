@@ -12,8 +12,6 @@ from tests.support.postgres import PostgresCluster
 from tests.support.server import ServerProcess
 from tests.support.smtp import SMTPServer
 
-TOKEN = "w" * 32
-
 
 async def test_two_workers_serve_signups_and_any_worker_reports_the_metrics_of_both(
     database: tuple[PostgresCluster, str],
@@ -22,11 +20,11 @@ async def test_two_workers_serve_signups_and_any_worker_reports_the_metrics_of_b
     start_server: Callable[..., ServerProcess],
 ) -> None:
     cluster, url = database
-    server = start_server({**server_env, "ADMIN_TOKEN": TOKEN}, "--workers", "2")
+    server = start_server(server_env, "--workers", "2")
 
-    await sign_up_many(server.base_url, 40)
+    await sign_up_many(server, 40)
     await until_every_welcome_succeeded(cluster, url, 40, timeout=60)
 
     assert_each_delivered_once(smtp, 40)
     # Connections land on either worker; each scrape must add up both.
-    assert {started_count(server, TOKEN) for _ in range(6)} == {40}
+    assert {started_count(server) for _ in range(6)} == {40}

@@ -1,14 +1,17 @@
 """docker-compose.yml's services, run by hand on this machine (no Docker engine needed).
 
 A real PostgreSQL plays `db`, with the compose database's role and name; a real
-SMTP server plays `mail`, with the one part of Mailpit's HTTP API the README
-uses; the `migrate` and `app` services run their own commands with their own
-environment over `.env.example` (as `cp .env.example .env` gives). Only what a
-container network provides is mapped onto this machine: the host names `db`
-and `mail`, `/data`, and the published ports.
+Redis plays `redis`; a real SMTP server plays `mail`, with the one part of
+Mailpit's HTTP API the README uses; the `migrate` and `app` services run their
+own commands with their own environment, over `.env.example` when a test asks
+for `cp .env.example .env`, and with `${NAME:-default}` interpolated as compose
+does (from `.env`, if there is one). Only what a container network provides is
+mapped onto this machine: the host names `db`, `redis` and `mail`, `/data`, and
+the published ports.
 """
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -44,14 +47,39 @@ def compose_database(postgres: PostgresCluster) -> Iterator[str]:
 
 
 def service_environment(
-    service: str, postgres: PostgresCluster, smtp: SMTPServer, data_dir: Path
+    service: str,
+    postgres: PostgresCluster,
+    smtp: SMTPServer,
+    data_dir: Path,
+    redis_url: str,
+    *,
+    dotenv: bool = True,
 ) -> dict[str, str]:
-    env = {k: v for k, v in dotenv_values(PROJECT_ROOT / ".env.example").items() if v is not None}
-    env.update(SERVICES[service]["environment"])
+    """The service's environment; `dotenv`: as after `cp .env.example .env`."""
+    dotenv_file = {
+        name: value
+        for name, value in dotenv_values(PROJECT_ROOT / ".env.example").items()
+        if value is not None and dotenv
+    }
+    env = dict(dotenv_file)
+    for name, value in SERVICES[service]["environment"].items():
+        env[name] = interpolate(value, dotenv_file)
     env["DATABASE_URL"] = env["DATABASE_URL"].replace("@db:5432", f"@127.0.0.1:{postgres.port}")
+    env["RATE_LIMIT_STORAGE_URI"] = env["RATE_LIMIT_STORAGE_URI"].replace(
+        "redis://redis:6379", redis_url
+    )
     env["SMTP_HOST"], env["SMTP_PORT"] = smtp.host, str(smtp.port)
     env["DATA_DIR"] = str(data_dir)
     return env
+
+
+def interpolate(value: str, dotenv_file: dict[str, str]) -> str:
+    """`${NAME:-default}` as compose fills it in: from `.env` (a clean shell has none)."""
+    return re.sub(
+        r"\$\{(\w+):-([^}]*)\}",
+        lambda match: dotenv_file.get(match.group(1)) or match.group(2),
+        value,
+    )
 
 
 def run_to_completion(service: str, env: dict[str, str], cwd: Path) -> None:

@@ -1,4 +1,8 @@
-"""The service as a real process (`python -m app serve`), for tests that kill and restart it."""
+"""The service as a real process (`python -m app serve`), for tests that kill and restart it.
+
+Start it with BOOTSTRAP_API_KEY in its environment (tests/e2e's `server_env` sets
+tests.support.keys.SERVER_KEY): `server.client()` and `server.headers` send that key.
+"""
 
 import os
 import signal
@@ -6,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,6 +39,17 @@ class ServerProcess:
         self.command = command or [sys.executable, "-m", "app", "serve", *args]
         self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Authorization with the server's bootstrap key, if it was started with one."""
+        key = self.env.get("BOOTSTRAP_API_KEY")
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def client(self, **options: Any) -> httpx.AsyncClient:
+        """An HTTP client for this server that sends its bootstrap key."""
+        options.setdefault("timeout", 10)
+        return httpx.AsyncClient(base_url=self.base_url, headers=self.headers, **options)
 
     def start(self, *, ready_path: str = "/readyz", timeout: float = 60.0) -> "ServerProcess":
         environment = {

@@ -12,6 +12,7 @@ from app.models.base import utcnow
 from app.repositories import audit as audit_repo
 from app.schemas.audit import AuditEntryCreate
 from app.tasks.audit import write_audit_entry
+from tests.conftest import CLIENT_KEY_NAME
 from tests.support.smtp import SMTPServer
 
 
@@ -20,10 +21,12 @@ async def audit_entries(app: FastAPI) -> list[AuditEntry]:
         return list(await session.scalars(select(AuditEntry).order_by(AuditEntry.occurred_at)))
 
 
-async def test_signup_resend_and_delete_each_leave_an_audit_entry(
-    client: httpx.AsyncClient, app: FastAPI
+async def test_signup_resend_and_delete_each_leave_an_audit_entry_naming_the_key(
+    client: httpx.AsyncClient, anonymous_client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    signup = await client.post("/signups", json={"email": "ada@example.com", "name": "Ada"})
+    signup = await anonymous_client.post(
+        "/signups", json={"email": "ada@example.com", "name": "Ada"}
+    )
     user_id = signup.json()["id"]
     resend = await client.post(f"/users/{user_id}/welcome-email/resend")
     delete = await client.delete(f"/users/{user_id}")
@@ -40,8 +43,8 @@ async def test_signup_resend_and_delete_each_leave_an_audit_entry(
         resend.headers["x-request-id"],
         delete.headers["x-request-id"],
     ]
+    assert [e.actor for e in entries] == ["anonymous", CLIENT_KEY_NAME, CLIENT_KEY_NAME]
     for entry in entries:
-        assert entry.actor == "anonymous"
         assert entry.client_address == "127.0.0.1"
         assert entry.occurred_at <= utcnow()
 
