@@ -96,7 +96,7 @@ async def test_an_upload_answers_202_at_once_and_the_import_then_runs_in_the_bac
     assert after["attempts"] == 1
     assert (after["rows_total"], after["rows_imported"]) == (2, 2)
     assert after["started_at"] is not None
-    assert after["finished_at"] >= after["started_at"]
+    assert after["succeeded_at"] >= after["started_at"]
 
 
 async def test_an_accepted_upload_is_audited_once(client: httpx.AsyncClient, app: FastAPI) -> None:
@@ -257,7 +257,7 @@ async def test_a_bad_header_fails_the_upload_with_its_reason_and_imports_nothing
     assert body["status"] == "failed"
     assert body["attempts"] == 1  # refused for good, not retried
     assert reason in body["last_error"]
-    assert body["finished_at"] is not None
+    assert body["failed_at"] is not None
     assert body["rows_total"] == 0
     assert await count(app, User) == 0
     await assert_still_serving(client)
