@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from app.integrations.errors import TransientDeliveryError
 from app.models.base import TaskStatus, utcnow
-from app.models.user import WELCOME_STATE
+from app.models.user import WELCOME_EMAIL_STATE
 from app.tasks.recovery import recover_once
 from app.tasks.runner import (
     Claim,
@@ -37,8 +37,7 @@ def settings_overrides() -> dict[str, Any]:
 
 def make_kind(perform: Perform, *, renews_lease: bool, timeout: float = 10.0) -> TaskKind:
     return TaskKind(
-        name=f"test_{'renewing' if renews_lease else 'plain'}",
-        state=WELCOME_STATE,
+        state=WELCOME_EMAIL_STATE,
         perform=perform,
         concurrency=lambda _settings: 4,
         timeout=lambda _settings: timeout,
