@@ -19,8 +19,9 @@ from app.core.rate_limits import RequestLimiter
 from app.core.request_limits import BodyLimits, RequestLimitsMiddleware
 from app.core.security_headers import SecurityHeadersMiddleware
 from app.core.shutdown import Shutdown
-from app.routers import admin, docs, health, notifications, signups, uploads, users
+from app.routers import admin, docs, health, idempotency, notifications, signups, uploads, users
 from app.services import api_keys
+from app.services.idempotency import Replayed
 from app.tasks.recovery import run_recovery_loop
 from app.tasks.runtime import open_runtime
 
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
     app.state.watch_signals = watch_signals
     app.state.shutdown = shutdown = Shutdown(settings.shutdown_grace_seconds)
     install_error_handlers(app)
+    app.add_exception_handler(Replayed, idempotency.replay)
     refine_openapi(app)
     limits = BodyLimits(
         max_bytes=settings.http_json_body_max_bytes,

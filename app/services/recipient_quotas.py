@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import RateLimited
+from app.core.rate_limits import RateLimited
 from app.repositories import recipient_quotas as quotas_repo
 
 
