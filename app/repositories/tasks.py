@@ -84,8 +84,21 @@ async def claim(
     lease_until: datetime,
     returning: Returning = (),
 ) -> list[RowMapping]:
-    """Take those of the rows that are due or abandoned, with one atomic conditional
-    UPDATE ... RETURNING; returns the rows won (the others are someone else's)."""
+    """Take those of the rows that are due or abandoned; return the rows won (the others
+    are someone else's). One atomic conditional UPDATE ... RETURNING (contract rule 3);
+    for the welcome email, with nothing more returned:
+
+        UPDATE users SET welcome_status='running',
+                         welcome_attempts=(users.welcome_attempts + 1),
+                         welcome_lease_until=:lease
+        WHERE users.id IN (:row_ids)
+          AND (users.welcome_status IN ('pending', 'retrying')
+                 AND users.welcome_next_attempt_at <= :now
+               OR users.welcome_status = 'running' AND users.welcome_lease_until < :now)
+        RETURNING users.id, users.welcome_attempts
+
+    (tests/repositories/test_task_sql.py keeps this and the statements below true.)
+    """
     result = await executor.execute(
         _claim_statement(state, returning),
         {"row_ids": row_ids, "now": now, "lease": lease_until},
@@ -110,7 +123,15 @@ async def renew_lease(
     lease_until: datetime,
     renewed_until: datetime,
 ) -> bool:
-    """Extend a lease we still hold; False if another run took the row over meanwhile."""
+    """Extend a lease we still hold; False if another run took the row over meanwhile.
+
+    Fenced like a settle (see `settle`), and moving the fencing token on:
+
+        UPDATE users SET welcome_lease_until=:renewed
+        WHERE users.id = :row_id AND users.welcome_status = 'running'
+          AND users.welcome_lease_until = :lease
+        RETURNING users.id
+    """
     result = await executor.execute(
         _renew_statement(state), {"row_id": row_id, "lease": lease_until, "renewed": renewed_until}
     )
@@ -159,7 +180,33 @@ async def settle(
     last_error: str | None = None,
     next_attempt_at: datetime | None = None,
 ) -> bool:
-    """Record an attempt's outcome; False if the lease was lost to another run."""
+    """Record an attempt's outcome; False if the lease was lost to another run.
+
+    Fenced by the lease (contract rule 5): `:lease` is the lease_until this run's
+    claim, or its last renewal, wrote. Once it ran out and another run claimed
+    the row, the row's lease moved on and the settle matches nothing, though the
+    status is still 'running'. For the welcome email:
+
+        UPDATE users SET welcome_status='succeeded', welcome_next_attempt_at=NULL,
+                         welcome_lease_until=NULL, welcome_succeeded_at=:now,
+                         welcome_last_error=:error
+        WHERE users.id = :row_id AND users.welcome_status = 'running'
+          AND users.welcome_lease_until = :lease
+        RETURNING users.id
+
+        UPDATE users SET welcome_status='retrying', welcome_next_attempt_at=:retry_at,
+                         welcome_lease_until=NULL, welcome_last_error=:error
+        WHERE users.id = :row_id AND users.welcome_status = 'running'
+          AND users.welcome_lease_until = :lease
+        RETURNING users.id
+
+        UPDATE users SET welcome_status='failed', welcome_next_attempt_at=NULL,
+                         welcome_lease_until=NULL, welcome_failed_at=:now,
+                         welcome_last_error=:error
+        WHERE users.id = :row_id AND users.welcome_status = 'running'
+          AND users.welcome_lease_until = :lease
+        RETURNING users.id
+    """
     result = await executor.execute(
         _settle_statements(state)[status],
         {

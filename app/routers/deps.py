@@ -31,7 +31,7 @@ async def get_session(
     database: Annotated[Database, Depends(get_database)],
 ) -> AsyncIterator[AsyncSession]:
     # No commit here: this teardown runs after the background tasks (FastAPI
-    # >= 0.118), far too late. Services commit before the route schedules work.
+    # >= 0.118), far too late: services commit, then the route schedules (contract rule 1).
     async with database.request_sessions() as session:
         yield session
 

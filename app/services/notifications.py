@@ -1,4 +1,4 @@
-"""Notifications: owe one to a user (committed before delivery is scheduled), read them back."""
+"""Notifications: owe one to a user by email or webhook, and read them back."""
 
 import uuid
 
