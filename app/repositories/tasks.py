@@ -185,7 +185,7 @@ async def settle(
     Fenced by the lease (contract rule 5): `:lease` is the lease_until this run's
     claim, or its last renewal, wrote. Once it ran out and another run claimed
     the row, the row's lease moved on and the settle matches nothing, though the
-    status is still 'running'. For the welcome email:
+    status is still 'running'. For the welcome email, a success:
 
         UPDATE users SET welcome_status='succeeded', welcome_next_attempt_at=NULL,
                          welcome_lease_until=NULL, welcome_succeeded_at=:now,
@@ -194,18 +194,13 @@ async def settle(
           AND users.welcome_lease_until = :lease
         RETURNING users.id
 
-        UPDATE users SET welcome_status='retrying', welcome_next_attempt_at=:retry_at,
-                         welcome_lease_until=NULL, welcome_last_error=:error
-        WHERE users.id = :row_id AND users.welcome_status = 'running'
-          AND users.welcome_lease_until = :lease
-        RETURNING users.id
+    A retry and a failure are fenced alike, and differ in what they set:
 
-        UPDATE users SET welcome_status='failed', welcome_next_attempt_at=NULL,
-                         welcome_lease_until=NULL, welcome_failed_at=:now,
-                         welcome_last_error=:error
-        WHERE users.id = :row_id AND users.welcome_status = 'running'
-          AND users.welcome_lease_until = :lease
-        RETURNING users.id
+        SET welcome_status='retrying', welcome_next_attempt_at=:retry_at,
+            welcome_lease_until=NULL, welcome_last_error=:error
+
+        SET welcome_status='failed', welcome_next_attempt_at=NULL, welcome_lease_until=NULL,
+            welcome_failed_at=:now, welcome_last_error=:error
     """
     result = await executor.execute(
         _settle_statements(state)[status],

@@ -54,11 +54,7 @@ async def create(
         await _check_deliverable(session, user_id=user_id, payload=payload)
         # In this transaction: a refusal also releases the Idempotency-Key reserved above.
         await recipient_quotas.use(
-            session,
-            recipient_quotas.NOTIFICATIONS,
-            user_id=user_id,
-            limit=settings.notifications_per_user_per_hour,
-            now=now,
+            session, recipient_quotas.NOTIFICATIONS, user_id=user_id, settings=settings, now=now
         )
         notification = await notifications_repo.insert_pending(
             session,

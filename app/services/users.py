@@ -109,7 +109,7 @@ async def resend_welcome(
                 session,
                 recipient_quotas.WELCOME_RESENDS,
                 user_id=user_id,
-                limit=settings.welcome_resends_per_day,
+                settings=settings,
                 now=now,
             )
             return UserRead.from_model(user)
