@@ -50,7 +50,8 @@ def test_the_walk_finds_nested_functions_and_methods(tmp_path: Path) -> None:
     source = tmp_path / "example.py"
     source.write_text(
         "class A:\n    async def m(self):\n        def inner():\n            pass\n"
-        + "def long():\n" + "    x = 1\n" * (MAX_LINES + 1)
+        + "def long():\n"
+        + "    x = 1\n" * (MAX_LINES + 1)
     )
 
     found = {name: length for name, _, length in functions(source)}

@@ -48,9 +48,14 @@ class Limiter:
         self.backlog = backlog
 
     @property
+    def waiting(self) -> int:
+        """Runs waiting for a slot."""
+        return self._slots.statistics().tasks_waiting
+
+    @property
     def full(self) -> bool:
         """Too many runs already waiting: leave this one's rows to recovery."""
-        return self._slots.statistics().tasks_waiting >= self.backlog
+        return self.waiting >= self.backlog
 
     async def acquire(self) -> None:
         """Wait for a slot."""

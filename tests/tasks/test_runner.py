@@ -35,11 +35,13 @@ def settings_overrides() -> dict[str, Any]:
     return {"task_timeout_seconds": 0.5, "task_lease_seconds": 0.6, "recovery_grace_seconds": 0}
 
 
-def make_kind(perform: Perform, *, renews_lease: bool, timeout: float = 10.0) -> TaskKind:
+def make_kind(
+    perform: Perform, *, renews_lease: bool, timeout: float = 10.0, concurrency: int = 4
+) -> TaskKind:
     return TaskKind(
         state=WELCOME_EMAIL_STATE,
         perform=perform,
-        concurrency=lambda _settings: 4,
+        concurrency=lambda _settings: concurrency,
         timeout=lambda _settings: timeout,
         renews_lease=renews_lease,
     )
@@ -176,6 +178,32 @@ def test_backoff_is_random_up_to_the_cap_however_many_attempts_came_before() -> 
     assert min(delays) >= 0.0
 
 
+async def test_a_run_waiting_for_a_slot_has_not_claimed_its_row(app: FastAPI) -> None:
+    """The slot comes before the claim: time spent waiting never eats into a lease."""
+    ada = await insert_user(app, "ada@example.com")
+    bob = await insert_user(app, "bob@example.com")
+    first_inside, first_may_finish = asyncio.Event(), asyncio.Event()
+
+    async def perform(_runtime: Runtime, claim: Claim) -> None:
+        if claim.row_id == ada:
+            first_inside.set()
+            await first_may_finish.wait()
+
+    kind = make_kind(perform, renews_lease=False, concurrency=1)
+    first = asyncio.create_task(run_task(kind, ada))
+    await asyncio.wait_for(first_inside.wait(), timeout=5)
+    second = asyncio.create_task(run_task(kind, bob))
+    await eventually(lambda: current().limiters.of(kind).waiting == 1, what="bob's run to wait")
+    while_waiting = await get_user(app, bob)
+    first_may_finish.set()
+
+    assert (while_waiting.welcome_status, while_waiting.welcome_attempts) == (
+        TaskStatus.PENDING,
+        0,
+    )
+    assert [await first, await second] == [TaskStatus.SUCCEEDED, TaskStatus.SUCCEEDED]
+
+
 async def test_work_that_finds_its_lease_lost_stops_and_settles_nothing(app: FastAPI) -> None:
     user_id = await insert_user(app, "ada@example.com")
 
@@ -209,7 +237,7 @@ async def test_a_kind_has_its_own_time_limit(app: FastAPI) -> None:
     user_id = await insert_user(app, "ada@example.com")
 
     async def forever(_runtime: Runtime, _claim: Claim) -> None:
-        await asyncio.sleep(60)
+        await asyncio.sleep(5)  # over its limit, and a failure if the limit is gone
 
     status = await run_task(make_kind(forever, renews_lease=True, timeout=0.2), user_id)
 
