@@ -1,4 +1,5 @@
-"""SQLAlchemy models; importing this package registers every table on the metadata."""
+"""SQLAlchemy models, each kind's task state declared beside its model; importing this package
+registers every table on the metadata."""
 
 from app.models.api_key import ApiKey
 from app.models.audit import AuditEntry

@@ -1,1 +1,2 @@
-"""HTTP only: parse, call a service, schedule background work, shape the response."""
+"""HTTP only: parse (a streamed multipart body too), call a service, schedule background
+work once it is committed, shape the response."""
