@@ -55,19 +55,24 @@ class Form:
     fields: dict[str, str]  # the other fields sent, by name
 
 
+def boundary(content_type: str | None, *, file_field: str) -> bytes:
+    """The multipart boundary a Content-Type declares; 415 if it declares no multipart form."""
+    media_type, options = parse_options_header(content_type)
+    found = options.get(b"boundary")
+    if media_type != b"multipart/form-data" or not found:
+        raise UnsupportedUpload(f"send the CSV as multipart/form-data, in the field `{file_field}`")
+    return found
+
+
 async def read_form(
     body: AsyncIterator[bytes],
     *,
-    content_type: str | None,
+    boundary: bytes,
     file_field: str,
     other_fields: frozenset[str],
     sink: FileSink,
 ) -> Form:
-    """Parse the body to its end, the file part into `sink`; 400, 415 or 422 if it will not do."""
-    media_type, options = parse_options_header(content_type)
-    boundary = options.get(b"boundary")
-    if media_type != b"multipart/form-data" or not boundary:
-        raise UnsupportedUpload(f"send the CSV as multipart/form-data, in the field `{file_field}`")
+    """Parse the body to its end, the file part into `sink`; 400 or 422 if it will not do."""
     parts = _Parts(file_field, other_fields, sink)
     try:
         parser = MultipartParser(boundary, parts.callbacks())

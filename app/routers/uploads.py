@@ -1,4 +1,4 @@
-"""/uploads: CSV bulk imports, answered at once and ingested in the background."""
+"""/uploads: CSV bulk imports, answered at once and imported in the background."""
 
 import uuid
 from functools import partial
@@ -11,9 +11,10 @@ from app.core.config import Settings
 from app.core.errors import problem_responses
 from app.core.openapi import success_response
 from app.core.request_limits import allow_body
+from app.routers import multipart
 from app.routers.deps import AfterCommitDep, DatabaseDep, SessionDep, SettingsDep
 from app.routers.idempotency import IdempotencyKeyHeader
-from app.routers.multipart import InvalidUpload, read_form
+from app.routers.multipart import InvalidUpload
 from app.routers.security import AUTH_ERRORS, requires
 from app.schemas import examples
 from app.schemas.query import CursorQuery, LimitQuery
@@ -129,6 +130,7 @@ async def create_upload(
 
 async def _receive(request: Request, settings: Settings) -> tuple[StoredFile, str, bool]:
     """The body's file, stored; its name as the client gave it; whether to send welcomes."""
+    form_boundary = multipart.boundary(request.headers.get("content-type"), file_field="file")
     most = settings.upload_max_bytes + _ENVELOPE_BYTES
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > most:
@@ -139,9 +141,9 @@ async def _receive(request: Request, settings: Settings) -> tuple[StoredFile, st
     # The file streams to disk under the upload's own cap, not the JSON bodies' one.
     allow_body(request.scope, most)
     async with await IncomingFile.open(settings) as incoming:
-        form = await read_form(
+        form = await multipart.read_form(
             request.stream(),
-            content_type=request.headers.get("content-type"),
+            boundary=form_boundary,
             file_field="file",
             other_fields=frozenset({"send_welcome"}),
             sink=incoming,
