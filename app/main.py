@@ -57,7 +57,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # database is back, and the recovery loops keep trying.
             logger.warning("starting without the database")
         elif settings.bootstrap_api_key is not None:
-            await api_keys.ensure_bootstrap(database.request_sessions, settings.bootstrap_api_key)
+            await api_keys.ensure_bootstrap(
+                database.request_sessions, key=settings.bootstrap_api_key
+            )
         async with open_runtime(settings, database) as runtime:
             recovery = (
                 asyncio.create_task(run_recovery_loop(runtime, shutdown))

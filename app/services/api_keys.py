@@ -169,7 +169,7 @@ async def revoke(
         return _read(existing), False
 
 
-async def ensure_bootstrap(sessions: SessionFactory, key: SecretStr) -> None:
+async def ensure_bootstrap(sessions: SessionFactory, *, key: SecretStr) -> None:
     """Store BOOTSTRAP_API_KEY (its digest), with every scope, under the name `bootstrap`.
 
     Safe for many processes starting at once. A changed value replaces the old

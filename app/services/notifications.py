@@ -53,8 +53,9 @@ async def create(
         await guard.reserve(session, {"user_id": user_id, **payload.model_dump()}, now)
         await _check_deliverable(session, user_id=user_id, payload=payload)
         # In this transaction: a refusal also releases the Idempotency-Key reserved above.
+        quota = recipient_quotas.NOTIFICATIONS
         await recipient_quotas.use(
-            session, recipient_quotas.NOTIFICATIONS, user_id=user_id, settings=settings, now=now
+            session, quota=quota, user_id=user_id, settings=settings, now=now
         )
         notification = await notifications_repo.insert_pending(
             session,

@@ -41,7 +41,7 @@ NOTIFICATIONS = Quota(
 
 
 async def use(
-    session: AsyncSession, quota: Quota, *, user_id: uuid.UUID, settings: Settings, now: datetime
+    session: AsyncSession, *, quota: Quota, user_id: uuid.UUID, settings: Settings, now: datetime
 ) -> None:
     """Count one send in the caller's transaction, or raise RateLimited (429) with the
     seconds until the window ends."""

@@ -105,12 +105,9 @@ async def resend_welcome(
         user = await users_repo.rearm_welcome(session, user_id, now)
         if user is not None:
             # Raising here rolls the rearm back: a refused resend owes nothing.
+            quota = recipient_quotas.WELCOME_RESENDS
             await recipient_quotas.use(
-                session,
-                recipient_quotas.WELCOME_RESENDS,
-                user_id=user_id,
-                settings=settings,
-                now=now,
+                session, quota=quota, user_id=user_id, settings=settings, now=now
             )
             return UserRead.from_model(user)
         await existing(session, user_id=user_id)
