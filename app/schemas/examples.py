@@ -30,7 +30,7 @@ from app.schemas.audit import AuditEntryRead, AuditPage
 from app.schemas.health import Health, Readiness
 from app.schemas.notification import NotificationPage, NotificationRead
 from app.schemas.upload import UploadPage, UploadRead, UploadRowErrorRead, UploadSummary
-from app.schemas.user import UserRead, UserWithWebhookSecret, WelcomeEmailRead
+from app.schemas.user import UserList, UserRead, UserWithWebhookSecret, WelcomeEmailRead
 
 # A public host that resolves wherever there is DNS; nothing there answers webhooks.
 WEBHOOK_URL = "https://example.com/webhooks/signup-service"
@@ -114,6 +114,7 @@ USER = UserRead(
     welcome_email=_WELCOME_SENT,
 )
 WELCOME_RESENT = USER.model_copy(update={"welcome_email": _WELCOME_PENDING})
+USERS_FOUND = UserList(items=[USER])
 
 
 def _as_issued(user: UserRead, **changes: Any) -> UserWithWebhookSecret:

@@ -107,6 +107,7 @@ Example = Callable[[World], Awaitable[Call]]
 
 # One request per closed route that succeeds with the right key.
 EXAMPLES: dict[str, Example] = {
+    "GET /users": lambda w: _ready(Call("GET", "/users", {"params": {"email": "ada@example.com"}})),
     "GET /users/{user_id}": lambda w: _call(w.user(), "GET", "/users/{}"),
     "PATCH /users/{user_id}": lambda w: _call(
         w.user(), "PATCH", "/users/{}", json={"webhook_url": None}
