@@ -19,7 +19,7 @@ from app.core.openapi import request_examples, success_response
 from app.routers.deps import AuditDep, SessionDep, SettingsDep
 from app.routers.security import requires
 from app.schemas import examples
-from app.schemas.fields import Email
+from app.schemas.fields import EmailParameter
 from app.schemas.user import UserList, UserRead, UserUpdate, UserWithWebhookSecret
 from app.services import users
 from app.services.api_keys import Scope
@@ -45,7 +45,10 @@ router = APIRouter(
 )
 async def find_users(
     session: SessionDep,
-    email: Annotated[Email, Query(description="The address to look up.")],
+    email: Annotated[
+        EmailParameter,
+        Query(description="The address to look up.", json_schema_extra={"format": "email"}),
+    ],
 ) -> UserList:
     return UserList(items=await users.find_by_email(session=session, email=email))
 
