@@ -191,7 +191,7 @@ class TaskView:
 
 
 def task_view(task: TaskRead) -> TaskView:
-    return TaskView(task, task.status not in SETTLED, task.status is TaskStatus.FAILED)
+    return TaskView(task, task.status not in SETTLED, task.status == TaskStatus.FAILED)
 
 
 @router.get("/work/tasks/{kind}/{task_id}", dependencies=[requires(Scope.ADMIN)])
@@ -213,7 +213,7 @@ class UploadView:
 
 
 def upload_view(upload: UploadSummary) -> UploadView:
-    if upload.status is TaskStatus.SUCCEEDED or upload.size_bytes == 0:
+    if upload.status == TaskStatus.SUCCEEDED or upload.size_bytes == 0:
         percent = 100
     else:
         percent = min(100, upload.bytes_read * 100 // upload.size_bytes)
