@@ -110,6 +110,16 @@
     event.detail.headers["Authorization"] = "Bearer " + current;
   });
 
+  // The JSON API's answers (a retry's, a resend's, an upload's) are data, never markup:
+  // htmx would parse them as HTML even with hx-swap="none", and a user's name in one
+  // could then become an element. Only the console's own fragments are swapped in.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const type = event.detail.xhr.getResponseHeader("Content-Type") || "";
+    if (!type.startsWith("text/html")) {
+      event.detail.shouldSwap = false;
+    }
+  });
+
   document.addEventListener("htmx:responseError", function (event) {
     const xhr = event.detail.xhr;
     const message = describe(xhr.status, xhr.responseText, xhr.getResponseHeader("Retry-After"));
@@ -138,10 +148,24 @@
     if (!then) {
       return;
     }
-    let url = then;
-    if (url.indexOf("{id}") !== -1) {
-      url = url.replace("{id}", encodeURIComponent(JSON.parse(event.detail.xhr.responseText).id));
+    let answer = {};
+    try {
+      answer = JSON.parse(event.detail.xhr.responseText) || {};
+    } catch (ignored) {
+      // not JSON: nothing to read from it
     }
+    // The API's answer shows at once (a retried task is pending again), before the
+    // row is read back and watched.
+    const row = elt.closest("[data-status]");
+    if (row && typeof answer.status === "string") {
+      row.dataset.status = answer.status;
+      const badge = row.querySelector(".status");
+      if (badge) {
+        badge.textContent = answer.status;
+        badge.className = "status status-" + answer.status;
+      }
+    }
+    const url = then.replace("{id}", encodeURIComponent(answer.id || ""));
     if (elt.dataset.done) {
       say(elt.dataset.done, elt, "done");
     }
