@@ -29,6 +29,10 @@ class UploadSummary(BaseModel):
     send_welcome: bool
     status: TaskStatus = Field(description="pending, running, retrying, succeeded or failed")
     attempts: int
+    bytes_read: int = Field(
+        description="How far the import has read the file, of size_bytes: its progress, "
+        "which moves a batch (UPLOAD_BATCH_ROWS rows) at a time."
+    )
     rows_total: int = Field(description="Rows read so far (the header and blank lines aside).")
     rows_imported: int = Field(description="New users created.")
     rows_duplicate: int = Field(
@@ -53,6 +57,7 @@ class UploadSummary(BaseModel):
             "send_welcome": upload.send_welcome,
             "status": upload.status,
             "attempts": upload.attempts,
+            "bytes_read": upload.next_offset,
             "rows_total": upload.rows_total,
             "rows_imported": upload.rows_imported,
             "rows_duplicate": upload.rows_duplicate,

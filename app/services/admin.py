@@ -65,6 +65,15 @@ async def failed(
     return FailedTaskPage(items=page, next_cursor=next_cursor)
 
 
+async def task(session: AsyncSession, *, kind: TaskKindName, task_id: uuid.UUID) -> TaskRead:
+    """One task as it stands now: to watch it after a retry."""
+    async with session.begin():
+        row = await tasks_repo.get_task(session, MUST_COMPLETE[kind].state, task_id)
+    if row is None:
+        raise TaskNotFound(f"no {kind} task with id {task_id}")
+    return TaskRead(kind=kind, **row)
+
+
 async def retry(session: AsyncSession, kind_name: TaskKindName, row_id: uuid.UUID) -> TaskRead:
     """Re-arm a failed row with fresh attempts; committed before the caller schedules it."""
     kind = MUST_COMPLETE[kind_name]

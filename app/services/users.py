@@ -30,6 +30,13 @@ async def get(session: AsyncSession, user_id: uuid.UUID) -> UserRead:
         return UserRead.from_model(await _existing(session, user_id))
 
 
+async def find_by_email(session: AsyncSession, *, email: str) -> list[UserRead]:
+    """The user registered with `email` (already normalised, as signup stores it), if any."""
+    async with session.begin():
+        user = await users_repo.get_by_email(session, email)
+        return [UserRead.from_model(user)] if user is not None else []
+
+
 async def _existing(session: AsyncSession, user_id: uuid.UUID) -> User:
     user = await users_repo.get(session, user_id)
     if user is None:
