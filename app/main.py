@@ -19,7 +19,17 @@ from app.core.rate_limits import RequestLimiter
 from app.core.request_limits import BodyLimits, RequestLimitsMiddleware
 from app.core.security_headers import SecurityHeadersMiddleware
 from app.core.shutdown import Shutdown
-from app.routers import admin, docs, health, idempotency, notifications, signups, uploads, users
+from app.routers import (
+    admin,
+    console,
+    docs,
+    health,
+    idempotency,
+    notifications,
+    signups,
+    uploads,
+    users,
+)
 from app.services import api_keys
 from app.services.idempotency import Replayed
 from app.tasks.recovery import run_recovery_loop
@@ -122,7 +132,9 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
             ProxyHeadersMiddleware,
             trusted_hosts=[str(network) for network in settings.trusted_proxies],
         )
-    app.add_middleware(SecurityHeadersMiddleware, docs_paths=docs.PAGES)
+    app.add_middleware(
+        SecurityHeadersMiddleware, docs_paths=docs.PAGES, console_paths=console.PAGES
+    )
     # Outermost: it sees the cancellation that ends a shutdown's grace.
     app.add_middleware(ShutdownCutoffMiddleware, shutdown=shutdown)
     app.include_router(signups.router)
@@ -132,6 +144,7 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
     app.include_router(admin.router)
     app.include_router(health.router)
     app.include_router(docs.router)
+    app.include_router(console.router)
     return app
 
 

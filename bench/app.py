@@ -11,6 +11,8 @@ And the product's own route functions with the security check switched off
 `GET /bench/users-unchecked/{id}`: GET /users/{id} with no key check and no
     per-key limit.
 `POST /bench/signups-unlimited`: POST /signups without the per-address limit.
+
+`create_app_without_console`: the service without the console's routes.
 """
 
 import uuid
@@ -83,4 +85,15 @@ def create_bench_app() -> FastAPI:
         response_model=UserWithWebhookSecret,
         dependencies=[PUBLIC],
     )
+    return app
+
+
+def create_app_without_console() -> FastAPI:
+    """The service with the console's routes taken out (bench.console compares the two)."""
+    app = create_server_app()
+    app.router.routes = [
+        route
+        for route in app.router.routes
+        if not getattr(route, "path", "").startswith("/console")
+    ]
     return app

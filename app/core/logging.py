@@ -39,9 +39,20 @@ _ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:@]+@[^\s<>()\[\]\"',;:@]+\.[^\s<>()\[\
 ADDRESS_REDACTED = "<address>"
 
 
+# The same in a URL's query string, where the @ arrives percent-encoded
+# (GET /users?email=ada%40example.com, in the access log).
+_ENCODED_ADDRESS = re.compile(
+    r"[^\s<>()\[\]\"',;:@?&=/]+%40[^\s<>()\[\]\"',;:@?&=/]+\.[^\s<>()\[\]\"',;:@?&=/.]+", re.I
+)
+
+
 def redact_addresses(text: str) -> str:
     """Logs name people by id; an address in a message from elsewhere is masked."""
-    return _ADDRESS.sub(ADDRESS_REDACTED, text) if "@" in text else text
+    if "@" in text:
+        text = _ADDRESS.sub(ADDRESS_REDACTED, text)
+    if "%40" in text:
+        text = _ENCODED_ADDRESS.sub(ADDRESS_REDACTED, text)
+    return text
 
 
 class LogFormatter(logging.Formatter):

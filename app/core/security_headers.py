@@ -1,4 +1,4 @@
-"""Security headers on every response: what an API should send, and what the docs pages need.
+"""Security headers on every response: what an API should send, and what the pages need.
 
 An API's responses are data, never pages: a browser must not sniff them into
 HTML or script, frame them, load anything they name, leak the URL onward, or
@@ -6,6 +6,7 @@ keep a copy (OWASP's REST Security cheat sheet). Swagger UI and ReDoc are
 pages, with their scripts and styles served by the service and an inline script
 each; for those, the policy allows this origin and the hashes of the inline
 scripts in the page being sent, so the docs work and nothing else runs on them.
+The console's pages have no inline script or style at all, so theirs is stricter.
 """
 
 import base64
@@ -40,6 +41,13 @@ _DOCS_POLICY = (
     "worker-src blob:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+# The operator console's pages (app.routers.console): its own scripts and styles, and
+# requests to this origin; no inline script or style, no eval, no form posted anywhere
+# (htmx sends them), nothing from elsewhere.
+CONSOLE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+)
 _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
 
 
@@ -56,9 +64,12 @@ class SecurityHeadersMiddleware:
     """Adds the headers to every response the app sends. Plain ASGI: nothing is buffered,
     except a docs page, whose policy depends on its body (a few kilobytes)."""
 
-    def __init__(self, app: ASGIApp, *, docs_paths: Iterable[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, *, docs_paths: Iterable[str], console_paths: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self.docs_paths = frozenset(docs_paths)
+        self.console_paths = frozenset(console_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,9 +81,15 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, _DocsPage(send, https))
             return
 
+        headers = (
+            {**API_HEADERS, "Content-Security-Policy": CONSOLE_POLICY}
+            if path in self.console_paths
+            else API_HEADERS
+        )
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                _add(MutableHeaders(scope=message), API_HEADERS, https)
+                _add(MutableHeaders(scope=message), headers, https)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

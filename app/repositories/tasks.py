@@ -343,6 +343,16 @@ async def rearm_failed(
     return result.mappings().one_or_none()
 
 
+async def get_task(executor: Executor, state: TaskState, row_id: uuid.UUID) -> RowMapping | None:
+    """One row's task state; None if there is no such row, or it owes no such work."""
+    result = await executor.execute(
+        select(*_task_columns(state)).where(
+            state.mine(state.id == row_id, state.status.is_not(None))
+        )
+    )
+    return result.mappings().one_or_none()
+
+
 async def get_status(executor: Executor, state: TaskState, row_id: uuid.UUID) -> TaskStatus | None:
     result = await executor.execute(select(state.status).where(state.mine(state.id == row_id)))
     status = result.scalar_one_or_none()

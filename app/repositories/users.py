@@ -118,6 +118,11 @@ async def rotate_webhook_secret(
     return (await session.scalars(statement)).one_or_none()
 
 
+async def get_by_email(session: AsyncSession, email: str) -> User | None:
+    """The user with this normalised address (the unique index on email finds it)."""
+    return await session.scalar(select(User).where(User.email == email))
+
+
 async def exists(session: AsyncSession, user_id: uuid.UUID) -> bool:
     found = await session.scalar(select(User.id).where(User.id == user_id))
     return found is not None

@@ -1,11 +1,11 @@
-"""/users/{id}: read, change (the webhook endpoint), delete, resend the welcome email,
-rotate the webhook signing secret."""
+"""/users: find one by email; /users/{id}: read, change (the webhook endpoint), delete,
+resend the welcome email, rotate the webhook signing secret."""
 
 import uuid
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Response
+from fastapi import APIRouter, Body, Query, Response
 
 from app.core.errors import problem_responses
 from app.core.openapi import request_examples, success_response
@@ -13,7 +13,8 @@ from app.core.rate_limits import RateLimited
 from app.routers.deps import AfterCommitDep, AuditorDep, SessionDep, SettingsDep
 from app.routers.security import AUTH_ERRORS, requires
 from app.schemas import examples
-from app.schemas.user import UserRead, UserUpdate, UserWithWebhookSecret
+from app.schemas.fields import EmailParameter
+from app.schemas.user import UserList, UserRead, UserUpdate, UserWithWebhookSecret
 from app.services import users
 from app.services.api_keys import Scope
 from app.services.users import UserNotFound, WelcomeEmailInProgress
@@ -23,6 +24,29 @@ from app.tasks.welcome_email import send_welcome_email
 router = APIRouter(
     prefix="/users", tags=["users"], responses=problem_responses(*AUTH_ERRORS, validation=False)
 )
+
+
+@router.get(
+    "",
+    response_model=UserList,
+    summary="Find a user by email address",
+    description="Exact match on the address as signup stores it: normalised (lower case, "
+    "the domain's Unicode form), so `Ada@Example.com` finds `ada@example.com`. "
+    "An empty list when no one has it.",
+    responses={
+        **success_response(200, "The user with that address, or none.", examples.USERS_FOUND),
+        **problem_responses(),
+    },
+    dependencies=[requires(Scope.USERS_READ)],
+)
+async def find_users(
+    session: SessionDep,
+    email: Annotated[
+        EmailParameter,
+        Query(description="The address to look up.", json_schema_extra={"format": "email"}),
+    ],
+) -> UserList:
+    return UserList(items=await users.find_by_email(session=session, email=email))
 
 
 @router.get(

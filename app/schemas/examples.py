@@ -30,7 +30,7 @@ from app.schemas.audit import AuditEntryRead, AuditPage
 from app.schemas.health import Health, Readiness
 from app.schemas.notification import NotificationPage, NotificationRead
 from app.schemas.upload import UploadPage, UploadRead, UploadRowErrorRead, UploadSummary
-from app.schemas.user import UserRead, UserWithWebhookSecret, WelcomeEmailRead
+from app.schemas.user import UserList, UserRead, UserWithWebhookSecret, WelcomeEmailRead
 
 # A public host that resolves wherever there is DNS; nothing there answers webhooks.
 WEBHOOK_URL = "https://example.com/webhooks/signup-service"
@@ -120,6 +120,7 @@ USER = UserRead(
     welcome_email=_WELCOME_SENT,
 )
 WELCOME_RESENT = USER.model_copy(update={"welcome_email": _WELCOME_PENDING})
+USERS_FOUND = UserList(items=[USER])
 
 
 def _as_issued(user: UserRead, **changes: Any) -> UserWithWebhookSecret:
@@ -171,6 +172,7 @@ _UPLOAD = UploadSummary(
     status=TaskStatus.SUCCEEDED,
     attempts=1,
     next_attempt_at=None,
+    bytes_read=96,
     rows_total=3,
     rows_imported=2,
     rows_duplicate=0,
@@ -201,6 +203,7 @@ UPLOAD_ACCEPTED = UploadRead(
         "status": TaskStatus.PENDING,
         "attempts": 0,
         "next_attempt_at": _later(120),
+        "bytes_read": 0,
         "rows_total": 0,
         "rows_imported": 0,
         "rows_rejected": 0,

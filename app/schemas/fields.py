@@ -125,10 +125,16 @@ def single_line(max_length: int) -> AfterValidator:
     return AfterValidator(check)
 
 
-Email = Annotated[
+# An address as the service takes it, normalised; without an example, for a query
+# parameter (Swagger UI would send a parameter's example as it stands).
+EmailParameter = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=320),
     AfterValidator(normalize_email),
+]
+
+Email = Annotated[
+    EmailParameter,
     Field(examples=["ada@example.com"], json_schema_extra={"format": "email"}),
 ]
 

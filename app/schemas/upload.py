@@ -29,6 +29,10 @@ class UploadSummary(TaskStateRead):
     size_bytes: int
     sha256: str
     send_welcome: bool
+    bytes_read: int = Field(
+        description="How far the import has read the file, of size_bytes: its progress, "
+        "which moves a batch (UPLOAD_BATCH_ROWS rows) at a time."
+    )
     rows_total: int = Field(description="Rows read so far (the header and blank lines aside).")
     rows_imported: int = Field(description="New users created.")
     rows_duplicate: int = Field(
@@ -47,6 +51,7 @@ class UploadSummary(TaskStateRead):
             "size_bytes": upload.size_bytes,
             "sha256": upload.sha256,
             "send_welcome": upload.send_welcome,
+            "bytes_read": upload.next_offset,
             "rows_total": upload.rows_total,
             "rows_imported": upload.rows_imported,
             "rows_duplicate": upload.rows_duplicate,

@@ -72,6 +72,12 @@ def _still_ahead(moment: datetime | None) -> datetime | None:
     return moment if moment is not None and moment > utcnow() else None
 
 
+class UserList(BaseModel):
+    """The users a search found: one or none, for an exact address."""
+
+    items: list[UserRead]
+
+
 class UserWithWebhookSecret(UserRead):
     """A user, and the webhook signing secret when this response is the one that issued it."""
 

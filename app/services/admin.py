@@ -64,6 +64,15 @@ async def failed(
     return FailedTaskPage(items=items, next_cursor=page.next_cursor)
 
 
+async def task(session: AsyncSession, *, kind: TaskKindName, task_id: uuid.UUID) -> TaskRead:
+    """One task as it stands now: to watch it after a retry."""
+    async with session.begin():
+        row = await tasks_repo.get_task(session, TASK_STATES[kind], task_id)
+    if row is None:
+        raise TaskNotFound(f"no {kind} task with id {task_id}")
+    return TaskRead.model_validate(dict(row))
+
+
 async def retry(session: AsyncSession, *, kind: TaskKindName, task_id: uuid.UUID) -> TaskRead:
     """Owe a failed row's work afresh; committed before it returns (contract rule 1)."""
     state = TASK_STATES[kind]

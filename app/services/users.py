@@ -44,6 +44,13 @@ async def get(session: AsyncSession, *, user_id: uuid.UUID) -> UserRead:
         return UserRead.from_model(await existing(session, user_id=user_id))
 
 
+async def find_by_email(session: AsyncSession, *, email: str) -> list[UserRead]:
+    """The user registered with `email` (already normalised, as signup stores it), if any."""
+    async with session.begin():
+        user = await users_repo.get_by_email(session, email)
+        return [UserRead.from_model(user)] if user is not None else []
+
+
 async def existing(session: AsyncSession, *, user_id: uuid.UUID) -> User:
     """The user, inside the caller's transaction; UserNotFound (404) if there is none."""
     user = await users_repo.get(session, user_id)

@@ -14,7 +14,7 @@ REJECTED = [("mallory@example.com", "Mallory\u0007Bell"), ("not-an-email", "Otto
 async def test_a_busy_runs_log_carries_ids_and_no_address_or_name(tmp_path: Path) -> None:
     """The embedded default (its local mail capture included) at DEBUG, through every
     path that handles an address: signups, a duplicate, refusals, an import with
-    rejected rows, email notifications, a resend."""
+    rejected rows, email notifications, a resend, lookups by address."""
     server = ServerProcess(
         {
             "DATA_DIR": str(tmp_path / "data"),
@@ -44,6 +44,9 @@ async def test_a_busy_runs_log_carries_ids_and_no_address_or_name(tmp_path: Path
                     json={"channel": "email", "subject": "Report", "body": "Ready."},
                 )
             await http.post(f"/users/{user_ids[0]}/welcome-email/resend")
+            # Lookups by address put it in the URL, which the access log shows.
+            await http.get("/users", params={"email": PEOPLE[1][0]})
+            await http.get("/console/people/search", params={"query": PEOPLE[2][0]})
 
             async def every_message_captured() -> bool:
                 mail = list((tmp_path / "data" / "mail").glob("*.eml"))
@@ -60,4 +63,5 @@ async def test_a_busy_runs_log_carries_ids_and_no_address_or_name(tmp_path: Path
     assert any(user_id in log for user_id in user_ids)  # lines name the rows they are about
     for email, name in [*PEOPLE, *REJECTED, ("imported@example.com", "Imra Dunmore")]:
         assert email not in log
+        assert email.replace("@", "%40") not in log
         assert name.split("\u0007")[0] not in log

@@ -35,6 +35,51 @@ async def test_get_user_shows_the_welcome_email_status(client: httpx.AsyncClient
     assert body["welcome_email"]["next_attempt_at"] is None
 
 
+async def test_find_by_email_matches_the_address_as_signup_normalised_it(
+    client: httpx.AsyncClient,
+) -> None:
+    user = await sign_up(client, "Ada@Example.com")
+    await sign_up(client, "bob@example.com")
+
+    response = await client.get("/users", params={"email": "  ADA@example.COM "})
+
+    assert response.status_code == 200
+    [found] = response.json()["items"]
+    assert found["id"] == user["id"]
+    assert found["email"] == "ada@example.com"
+    assert found["welcome_email"]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("email", ["ada@example.co", "da@example.com", "ada@example.com.evil"])
+async def test_find_by_email_is_an_exact_match_and_finds_no_one_else(
+    client: httpx.AsyncClient, email: str
+) -> None:
+    await sign_up(client, "ada@example.com")
+
+    response = await client.get("/users", params={"email": email})
+
+    assert response.status_code == 200
+    assert response.json() == {"items": []}
+
+
+@pytest.mark.parametrize("email", ["", "not-an-email", "ada@", "two@@example.com"])
+async def test_find_by_email_with_an_invalid_address_is_422(
+    client: httpx.AsyncClient, email: str
+) -> None:
+    response = await client.get("/users", params={"email": email})
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["errors"][0]["loc"] == ["query", "email"]
+
+
+async def test_find_by_email_without_an_address_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.get("/users")
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+
+
 async def test_unknown_user_is_404_problem(client: httpx.AsyncClient) -> None:
     user_id = uuid.uuid4()
 

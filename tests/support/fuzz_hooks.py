@@ -13,7 +13,8 @@ say, or what schemathesis cannot see, and nothing else:
   replays and reuse are tested in tests/routers.
 - Email domains: email-validator refuses the special-use names of RFC 6761
   (.test, .invalid, ...), which `format: email` does not exclude. Valid cases
-  are kept off them, until the Email schema says so itself.
+  (bodies, and the lookup's query) are kept off them, until the Email schema
+  says so itself.
 - Multipart bodies: every part is text on the wire, so a value schemathesis
   generated as another type (an object, an array) arrives as text a string
   field takes. It reports the server accepting that as accepting invalid
@@ -44,6 +45,8 @@ def _valid_for_this_world(case: AnyCase) -> AnyCase:
         if isinstance(email, str):
             body["email"] = _off_special_use_domains(email)
         case.body = body
+    if case.query and isinstance(case.query.get("email"), str):  # GET /users?email=
+        case.query["email"] = _off_special_use_domains(case.query["email"])
     if case.headers and "Idempotency-Key" in case.headers:
         case.headers["Idempotency-Key"] = uuid.uuid4().hex
     return case
