@@ -33,8 +33,8 @@ TASKS_FAILED = Counter(
 )
 TASK_DURATION = Histogram(
     "signup_task_duration_seconds",
-    "Time from claim to settle of one attempt, by task kind (attempts another run took over "
-    "are not counted).",
+    "Time from claim to settle of one attempt, its settle included, by task kind (attempts "
+    "another run took over, or that shutdown cut off, are not counted).",
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )

@@ -264,9 +264,10 @@ async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome |
             interrupted = _Outcome(TaskStatus.RETRYING, "interrupted by shutdown", retry_in=0)
             await asyncio.shield(_settle(runtime, kind, claim, interrupted))
             raise
-        settled = await _settle(runtime, kind, claim, outcome)
+        if not await _settle(runtime, kind, claim, outcome):
+            return None
         metrics.TASK_DURATION.labels(kind.name).observe(time.perf_counter() - started)
-        return outcome if settled else None
+        return outcome
 
 
 async def _perform(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome:
