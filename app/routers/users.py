@@ -46,7 +46,7 @@ async def find_users(
         Query(description="The address to look up.", json_schema_extra={"format": "email"}),
     ],
 ) -> UserList:
-    return UserList(items=await users.find_by_email(session=session, email=email))
+    return UserList(items=await users.find_by_email(session, email=email))
 
 
 @router.get(
