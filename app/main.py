@@ -19,8 +19,19 @@ from app.core.rate_limits import RequestLimiter
 from app.core.request_limits import BodyLimits, RequestLimitsMiddleware
 from app.core.security_headers import SecurityHeadersMiddleware
 from app.core.shutdown import Shutdown
-from app.routers import admin, console, docs, health, notifications, signups, uploads, users
+from app.routers import (
+    admin,
+    console,
+    docs,
+    health,
+    idempotency,
+    notifications,
+    signups,
+    uploads,
+    users,
+)
 from app.services import api_keys
+from app.services.idempotency import Replayed
 from app.tasks.recovery import run_recovery_loop
 from app.tasks.runtime import open_runtime
 
@@ -56,7 +67,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             # database is back, and the recovery loops keep trying.
             logger.warning("starting without the database")
         elif settings.bootstrap_api_key is not None:
-            await api_keys.ensure_bootstrap(database.request_sessions, settings.bootstrap_api_key)
+            await api_keys.ensure_bootstrap(
+                database.request_sessions, key=settings.bootstrap_api_key
+            )
         async with open_runtime(settings, database) as runtime:
             recovery = (
                 asyncio.create_task(run_recovery_loop(runtime, shutdown))
@@ -103,6 +116,7 @@ def create_app(settings: Settings | None = None, *, watch_signals: bool = False)
     app.state.watch_signals = watch_signals
     app.state.shutdown = shutdown = Shutdown(settings.shutdown_grace_seconds)
     install_error_handlers(app)
+    app.add_exception_handler(Replayed, idempotency.replay)
     refine_openapi(app)
     limits = BodyLimits(
         max_bytes=settings.http_json_body_max_bytes,

@@ -24,11 +24,10 @@ from app.models import User
 from app.models.base import TaskStatus, utcnow
 from app.routers import signups as signups_routes
 from app.routers import users as users_routes
-from app.routers.deps import AuditDep, SessionDep, SettingsDep
+from app.routers.deps import AuditorDep, SessionDep, SettingsDep
 from app.routers.security import PUBLIC
 from app.schemas.user import UserCreate, UserRead, UserWithWebhookSecret
 from app.services import signups
-from app.services.idempotency import StoredResponse
 from app.tasks.runner import run_task
 from app.tasks.welcome_email import WELCOME_EMAIL
 
@@ -41,13 +40,12 @@ def create_bench_app() -> FastAPI:
         payload: UserCreate,
         session: SessionDep,
         settings: SettingsDep,
-        audit: AuditDep,
+        auditor: AuditorDep,
         response: Response,
     ) -> UserRead:
-        created = await signups.create(session, payload, settings)
-        assert not isinstance(created, StoredResponse)
+        created = await signups.create(session, payload=payload, settings=settings)
         await run_task(WELCOME_EMAIL, created.id)  # the request waits for SMTP
-        audit.record("user.signed_up", f"users/{created.id}")
+        auditor.record("user.signed_up", f"users/{created.id}")
         response.headers["Location"] = f"/users/{created.id}"
         return created
 
@@ -61,9 +59,11 @@ def create_bench_app() -> FastAPI:
                 email=payload.email,
                 name=payload.name,
                 created_at=now,
+                welcome_generation=1,
                 welcome_status=TaskStatus.SUCCEEDED,
+                welcome_attempts=1,
                 welcome_next_attempt_at=None,
-                welcome_sent_at=now,
+                welcome_succeeded_at=now,
             )
             session.add(user)
         response.headers["Location"] = f"/users/{user.id}"

@@ -41,8 +41,8 @@ AUTH = {"Authorization": f"Bearer {SERVER_KEY}"}
 
 SEED = """
 INSERT INTO users (id, email, name, created_at, welcome_status, welcome_generation,
-                   welcome_attempts, welcome_next_attempt_at, welcome_sent_at, welcome_last_error,
-                   welcome_failed_at)
+                   welcome_attempts, welcome_next_attempt_at, welcome_succeeded_at,
+                   welcome_last_error, welcome_failed_at)
 SELECT gen_random_uuid(), 'person' || n || '@example.com', 'Person ' || n,
        now() - make_interval(secs => n),
        CASE WHEN n % 500 = 0 THEN 'failed' WHEN n % 997 = 0 THEN 'pending' ELSE 'succeeded' END,

@@ -42,6 +42,7 @@ from bench.common import (
     postgres_database,
     table,
 )
+from tests.support.keys import NO_RATE_LIMITS, SERVER_KEY, bearer
 from tests.support.postgres import PostgresCluster, free_port
 
 USERS = 100
@@ -104,8 +105,11 @@ def through_the_api(
 ) -> float:
     payload = {"channel": "webhook", "subject": SUBJECT, "body": BODY}
 
+    headers = bearer(SERVER_KEY)
+
     async def send(client: httpx.AsyncClient, n: int) -> httpx.Response:
-        return await client.post(f"/users/{users[n % len(users)]}/notifications", json=payload)
+        user_id = users[n % len(users)]
+        return await client.post(f"/users/{user_id}/notifications", json=payload, headers=headers)
 
     started = time.perf_counter()
     result: LoadResult = asyncio.run(
@@ -187,6 +191,10 @@ def main() -> None:
             "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",  # the receiver is on loopback
             "RECOVERY_INTERVAL_SECONDS": "0.2",
             "RECOVERY_GRACE_SECONDS": "0",
+            # A key for the API path, and no limit on how often one user is notified:
+            # the benchmark sends each user 50 notifications a round.
+            "BOOTSTRAP_API_KEY": SERVER_KEY,
+            **NO_RATE_LIMITS,
         }
         with app_server(env, Path(scratch)) as server:
             assert server.process is not None

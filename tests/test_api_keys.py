@@ -280,7 +280,7 @@ async def test_processes_starting_together_store_the_bootstrap_key_once(app: Fas
     sessions = app.state.database.request_sessions
 
     await asyncio.gather(
-        *(api_keys.ensure_bootstrap(sessions, SecretStr(BOOTSTRAP)) for _ in range(5))
+        *(api_keys.ensure_bootstrap(sessions, key=SecretStr(BOOTSTRAP)) for _ in range(5))
     )
 
     assert len(await bootstrap_rows(app)) == 1

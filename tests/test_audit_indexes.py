@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.dialects import postgresql
 
-from app.repositories.audit import search_statement
+from app.repositories import pagination
+from app.repositories.audit import ORDER, AuditFilters, search_statement
 from tests.conftest import truncate_all
 from tests.support.postgres import PostgresCluster
 
@@ -32,12 +33,17 @@ def many_entries(postgres: PostgresCluster | None, postgres_url: str) -> Postgre
 
 def page_query(filters: dict[str, str]) -> str:
     """The SQL of a second page (after a cursor) with these filters, as the API runs it."""
-    statement = search_statement(
-        action=filters.get("action"),
-        resource=filters.get("resource"),
-        actor=filters.get("actor"),
-        before=(datetime.now(UTC), uuid.UUID(int=0)),
-        limit=51,
+    statement = pagination.page_statement(
+        search_statement(
+            AuditFilters(
+                action=filters.get("action"),
+                resource=filters.get("resource"),
+                actor=filters.get("actor"),
+            )
+        ),
+        key=ORDER,
+        cursor=pagination.encode(datetime.now(UTC), uuid.UUID(int=0)),
+        limit=50,
     )
     return str(
         statement.compile(

@@ -7,8 +7,8 @@ from sqlalchemy.dialects import postgresql
 
 from app.models.notification import NOTIFICATION_STATES, Channel
 from app.models.task_state import TaskState
-from app.models.upload import INGEST_STATE
-from app.models.user import WELCOME_STATE
+from app.models.upload import CSV_IMPORT_STATE
+from app.models.user import WELCOME_EMAIL_STATE
 from app.repositories.tasks import due_statement
 from tests.conftest import truncate_all
 from tests.support.postgres import PostgresCluster
@@ -35,7 +35,7 @@ def many_settled_users(postgres: PostgresCluster | None, postgres_url: str) -> P
         """
         INSERT INTO users (id, email, name, created_at, welcome_status, welcome_generation,
                            welcome_attempts, welcome_next_attempt_at, welcome_lease_until,
-                           welcome_sent_at)
+                           welcome_succeeded_at)
         SELECT gen_random_uuid(), 'u' || n || '@example.com', 'U', now(),
                CASE WHEN n % 10000 = 0 THEN 'pending'
                     WHEN n % 10000 = 1 THEN 'running' ELSE 'succeeded' END,
@@ -54,7 +54,7 @@ def many_settled_users(postgres: PostgresCluster | None, postgres_url: str) -> P
 def test_due_work_is_found_through_the_partial_indexes(
     many_settled_users: PostgresCluster, postgres_url: str
 ) -> None:
-    plan = due_work_plan(many_settled_users, postgres_url, WELCOME_STATE)
+    plan = due_work_plan(many_settled_users, postgres_url, WELCOME_EMAIL_STATE)
 
     assert "ix_users_welcome_due" in plan
     assert "ix_users_welcome_lease" in plan
@@ -75,7 +75,7 @@ def many_delivered_notifications(
         VALUES ('00000000-0000-4000-8000-000000000001', 'u@example.com', 'U', now(),
                 'succeeded', 1, 1);
         INSERT INTO notifications (id, user_id, channel, subject, body, created_at, status,
-                                   attempts, next_attempt_at, lease_until, delivered_at)
+                                   attempts, next_attempt_at, lease_until, succeeded_at)
         SELECT gen_random_uuid(), '00000000-0000-4000-8000-000000000001',
                CASE WHEN n % 2 = 0 THEN 'email' ELSE 'webhook' END, 's', 'b', now(),
                CASE WHEN n % 10000 < 2 THEN 'pending'
@@ -134,7 +134,7 @@ def many_finished_uploads(postgres: PostgresCluster | None, postgres_url: str) -
 def test_due_uploads_are_found_through_the_partial_indexes(
     many_finished_uploads: PostgresCluster, postgres_url: str
 ) -> None:
-    plan = due_work_plan(many_finished_uploads, postgres_url, INGEST_STATE)
+    plan = due_work_plan(many_finished_uploads, postgres_url, CSV_IMPORT_STATE)
 
     assert "ix_uploads_due" in plan
     assert "ix_uploads_lease" in plan

@@ -40,6 +40,7 @@ def create_engine(settings: Settings, *, pool_size: int) -> AsyncEngine:
         ensure_sqlite_directory(url)
         engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, hide_parameters=True)
         make_sqlite_safe_for_concurrency(engine)
+        name_connection_failures(engine)
         return engine
     # max_overflow=0: overflow connections are closed on return, so a burst above
     # pool_size would open and close a connection per request. Waiting for a
@@ -57,8 +58,18 @@ def create_engine(settings: Settings, *, pool_size: int) -> AsyncEngine:
         hide_parameters=True,
         connect_args={"server_settings": {"application_name": "signup-service"}},
     )
-    discard_broken_connections(engine)
+    name_connection_failures(engine)
     return engine
+
+
+class DatabaseUnreachable(Exception):
+    """The database could not be reached: a connection refused, cut, unresolved or timed out.
+
+    asyncpg raises these as the plain OSErrors of its socket, which SQLAlchemy
+    passes on as they are; they are renamed here, where they can only be the
+    database's, so that an OSError from anywhere else (a full disk) is never
+    taken for a database outage.
+    """
 
 
 # SQLSTATEs of a server that is gone, going or not there yet: connection exceptions
@@ -77,12 +88,13 @@ def _causes(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def is_connection_failure(exc: BaseException) -> bool:
-    """Whether the error means the connection itself is lost or unusable.
+def _is_connection_failure(exc: BaseException) -> bool:
+    """Whether an error a database driver raised means its connection is lost or unusable.
 
     Besides the server's own SQLSTATEs, asyncpg reports a connection cut in
-    the middle of an operation as a client-side error, and one left mid-way
-    by it as "cannot switch to state N; another operation is in progress".
+    the middle of an operation as a client-side error (or the socket's own
+    OSError), and one left mid-way by it as "cannot switch to state N; another
+    operation is in progress".
     """
     for error in _causes(exc):
         if isinstance(error, OSError | asyncpg.InterfaceError | asyncpg.InternalClientError):
@@ -94,27 +106,64 @@ def is_connection_failure(exc: BaseException) -> bool:
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
-    """Whether a request that met this error would likely succeed if retried shortly:
-    the database is down, restarting, overloaded or locked, not the request at fault."""
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+    """Whether work that met this error would likely succeed if retried shortly: the
+    database is down, restarting, overloaded or locked, not the work at fault.
+
+    The one classification of an outage: requests answer it with 503, startup
+    waits through it, the runner's settle and the recovery loop retry through it.
+    """
+    if isinstance(exc, DatabaseUnreachable | PoolTimeoutError):
         return True
-    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
-        return True
-    return is_connection_failure(exc)
+    if isinstance(exc, DBAPIError):
+        return (
+            exc.connection_invalidated
+            or isinstance(exc, OperationalError | InterfaceError)
+            or _is_connection_failure(exc)
+        )
+    return False
 
 
-def discard_broken_connections(engine: AsyncEngine) -> None:
-    """Treat every connection failure as a disconnect, so the pool drops the connection.
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost error: the driver's, under SQLAlchemy's and ours."""
+    root = exc
+    # A time limit's TimeoutError is caused by the cancellation it made: stop there.
+    while root.__cause__ is not None and not isinstance(root.__cause__, asyncio.CancelledError):
+        root = root.__cause__
+    return root
+
+
+def describe(exc: BaseException) -> str:
+    """The innermost error's type and first line: the driver's words, not the statement."""
+    root = root_cause(exc)
+    first_line = str(root).partition("\n")[0]
+    return f"{type(root).__name__}: {first_line[:200]}".strip().rstrip(":")
+
+
+def name_connection_failures(engine: AsyncEngine) -> None:
+    """Every connection failure drops its connection from the pool, and is raised as a
+    DBAPIError or as DatabaseUnreachable, never as a bare OSError.
 
     SQLAlchemy's asyncpg dialect only recognises a connection asyncpg has
     closed; one broken mid-operation went back to the pool, and the next
     request to draw it failed as well.
     """
 
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as exc:
+            raise DatabaseUnreachable(describe(exc)) from exc
+
     @event.listens_for(engine.sync_engine, "handle_error")
-    def _on_error(context: ExceptionContext) -> None:
-        if not context.is_disconnect and is_connection_failure(context.original_exception):
-            context.is_disconnect = True
+    def _on_error(context: ExceptionContext) -> BaseException | None:
+        original = context.original_exception
+        if not _is_connection_failure(original):
+            return None
+        context.is_disconnect = True
+        if context.sqlalchemy_exception is None:  # a bare driver error: name it
+            return DatabaseUnreachable(describe(original))
+        return None
 
 
 @asynccontextmanager
@@ -215,8 +264,8 @@ class Database:
 
 # A first connection may fail and work a moment later (nothing listens yet, the name
 # does not resolve yet, the server is still starting, an attempt hangs): what
-# `is_database_unavailable` recognises. Anything else (a wrong password, a missing
-# database) will not mend by waiting.
+# `is_database_unavailable` recognises, or our own time limit on an attempt.
+# Anything else (a wrong password, a missing database) will not mend by waiting.
 _ATTEMPT_SECONDS = 5.0
 _RETRY_DELAY_MAX_SECONDS = 2.0
 
@@ -239,9 +288,9 @@ async def wait_for_database(
             async with asyncio.timeout(attempt_within), engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
         except Exception as exc:
-            if not is_database_unavailable(exc):
+            if not (isinstance(exc, TimeoutError) or is_database_unavailable(exc)):
                 raise
-            reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+            reason = describe(exc)
             if waited_since is None:
                 waited_since = time.monotonic()
                 logger.warning(

@@ -1,8 +1,9 @@
-"""Domain exceptions that carry their HTTP meaning, and the handlers that render them.
+"""How errors leave the service: as RFC 9457 problem details, whatever raised them.
 
-Every error leaves the service as RFC 9457 problem details
-(`application/problem+json`), whatever raised it: a service rule, request
-validation, an unknown route, or a bug.
+The mechanism lives here: ServiceError (a failure the client can act on,
+carrying its HTTP status), the few errors every layer shares, the handlers
+and the OpenAPI documentation of errors. Each domain error lives beside the
+service that raises it (UserNotFound in app.services.users, and so on).
 """
 
 import logging
@@ -18,7 +19,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from app.core.db import is_database_unavailable
+from app.core.db import DatabaseUnreachable, describe, is_database_unavailable
 from app.core.security_headers import API_HEADERS, DEFAULT_HEADERS
 from app.schemas.problem import FieldError, Problem
 
@@ -61,187 +62,10 @@ class Conflict(ServiceError):
     title = "Conflict"
 
 
-class UserNotFound(NotFound):
-    slug = "user-not-found"
-    title = "User not found"
-
-
-class EmailAlreadyRegistered(Conflict):
-    slug = "email-already-registered"
-    title = "Email already registered"
-
-
-class WelcomeEmailInProgress(Conflict):
-    slug = "welcome-email-in-progress"
-    title = "Welcome email still in progress"
-
-
-class NotificationNotFound(NotFound):
-    slug = "notification-not-found"
-    title = "Notification not found"
-
-
-class WebhookUrlRefused(ServiceError):
-    status = 422
-    slug = "webhook-url-refused"
-    title = "Webhook URL refused"
-
-
-class WebhookNotConfigured(Conflict):
-    """A valid request that needs a webhook URL the user does not have: a state conflict."""
-
-    slug = "webhook-not-configured"
-    title = "The user has no webhook URL"
-
-
-class NotSendableByEmail(ServiceError):
-    """What the mail would carry cannot be sent as it stands: no retry could change that."""
-
-    status = 422
-    slug = "not-sendable-by-email"
-    title = "Cannot be sent by email"
-
-
-class IdempotencyKeyReused(ServiceError):
-    status = 422
-    slug = "idempotency-key-reused"
-    title = "Idempotency key reused with another request"
-
-
-class IdempotencyKeyInProgress(Conflict):
-    slug = "idempotency-key-in-progress"
-    title = "A request with this idempotency key is still in progress"
-
-
 class ServiceUnavailable(ServiceError):
     status = 503
     slug = "service-unavailable"
     title = "Service unavailable"
-
-
-# --- Who may call what, and limits on abuse ------------------------------------
-
-_WWW_AUTHENTICATE = {
-    "WWW-Authenticate": {
-        "description": "`Bearer`, with `error` and `scope` (RFC 6750) when a key was sent.",
-        "schema": {"type": "string"},
-    }
-}
-
-
-class Unauthorized(ServiceError):
-    """No API key, or one that is unknown or revoked."""
-
-    status = 401
-    slug = "unauthorized"
-    title = "Missing, unknown or revoked API key"
-    documented_headers = _WWW_AUTHENTICATE
-
-    def __init__(self, detail: str, *, key_sent: bool) -> None:
-        super().__init__(detail)
-        # RFC 6750: a request without credentials gets the bare challenge; a bad
-        # key is named as such, so a client knows not to retry it.
-        self.challenge = 'Bearer error="invalid_token"' if key_sent else "Bearer"
-
-    def response_headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": self.challenge}
-
-
-class Forbidden(ServiceError):
-    """A valid key without the scope this route needs."""
-
-    status = 403
-    slug = "insufficient-scope"
-    title = "The API key lacks the scope this route needs"
-    documented_headers = _WWW_AUTHENTICATE
-
-    def __init__(self, detail: str, *, scope: str) -> None:
-        super().__init__(detail)
-        self.scope = scope
-
-    def response_headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{self.scope}"'}
-
-
-class RateLimited(ServiceError):
-    """Too many requests from one address or key, or too much mail to one recipient."""
-
-    status = 429
-    slug = "rate-limited"
-    title = "Too many requests"
-    documented_headers = {  # noqa: RUF012 - read-only by convention
-        "Retry-After": {
-            "description": "Seconds until the limit lets this request through again.",
-            "schema": {"type": "integer", "minimum": 1},
-        }
-    }
-
-    def __init__(self, detail: str, *, retry_after: int) -> None:
-        super().__init__(detail)
-        self.retry_after = max(1, retry_after)
-
-    def response_headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
-
-
-AUTH_ERRORS: tuple[type[ServiceError], ...] = (Unauthorized, Forbidden, RateLimited)
-
-
-class ApiKeyNameRefused(ServiceError):
-    status = 422
-    slug = "api-key-name-refused"
-    title = "API key name refused"
-
-
-class ApiKeyNameTaken(Conflict):
-    slug = "api-key-name-taken"
-    title = "API key name taken"
-
-
-class ApiKeyNotFound(NotFound):
-    slug = "api-key-not-found"
-    title = "API key not found"
-
-
-class TaskNotFound(NotFound):
-    slug = "task-not-found"
-    title = "Task not found"
-
-
-class TaskNotFailed(Conflict):
-    slug = "task-not-failed"
-    title = "Only failed tasks can be retried"
-
-
-class UploadNotFound(NotFound):
-    slug = "upload-not-found"
-    title = "Upload not found"
-
-
-class UploadTooLarge(ServiceError):
-    status = 413
-    slug = "upload-too-large"
-    title = "Upload too large"
-
-
-class UnsupportedUpload(ServiceError):
-    status = 415
-    slug = "unsupported-upload"
-    title = "Not a CSV file"
-
-
-class EmptyUpload(ServiceError):
-    status = 422
-    slug = "empty-upload"
-    title = "The uploaded file is empty"
-
-
-class InvalidUpload(ServiceError):
-    """A multipart body that is malformed, incomplete, or lacks the `file` field."""
-
-    status = 422
-    slug = "invalid-upload"
-    title = "Invalid upload request"
 
 
 class MalformedBody(ServiceError):
@@ -281,7 +105,9 @@ def render_problem(
         detail=error.detail,
         instance=instance,
     )
-    return problem_response(problem, headers={**(error.headers or {}), **(headers or {})})
+    return problem_response(
+        problem, headers={**(error.response_headers() or {}), **(headers or {})}
+    )
 
 
 def problem_responses(
@@ -330,17 +156,7 @@ def use_problem_media_type(app: FastAPI) -> None:
 
 
 async def _service_error(request: Request, raised: Exception) -> JSONResponse:
-    exc = cast(ServiceError, raised)
-    return problem_response(
-        Problem(
-            type=exc.problem_type(),
-            title=exc.title,
-            status=exc.status,
-            detail=exc.detail,
-            instance=request.url.path,
-        ),
-        headers=exc.response_headers(),
-    )
+    return render_problem(cast(ServiceError, raised), request.url.path)
 
 
 async def _validation_error(request: Request, raised: Exception) -> JSONResponse:
@@ -353,7 +169,7 @@ async def _validation_error(request: Request, raised: Exception) -> JSONResponse
         Problem(
             type=RequestValidationFailed.problem_type(),
             title=RequestValidationFailed.title,
-            status=422,
+            status=RequestValidationFailed.status,
             detail="; ".join(_describe(error) for error in errors[:5]),
             instance=request.url.path,
             errors=errors,
@@ -411,34 +227,17 @@ async def _method_not_allowed(request: Request, raised: Exception) -> JSONRespon
     )
 
 
-async def _database_unavailable(request: Request, raised: Exception) -> JSONResponse:
-    # A dropped or refused database connection is the server's trouble, but not a
-    # bug: the pool has discarded the dead connections and a retry will likely work.
-    # Any other database error is a bug, and answered as one.
+async def _database_error(request: Request, raised: Exception) -> JSONResponse:
+    # An outage is the server's trouble, but not a bug: the pool has discarded the
+    # dead connections and a retry will likely work. Any other database error is a
+    # bug, and answered as one.
     if not is_database_unavailable(raised):
         return await _unexpected_error(request, raised)
     logger.warning(
-        "database unavailable on %s %s: %s", request.method, request.url.path, _briefly(raised)
+        "database unavailable on %s %s: %s", request.method, request.url.path, describe(raised)
     )
-    return problem_response(
-        Problem(
-            type=ServiceUnavailable.problem_type(),
-            title=ServiceUnavailable.title,
-            status=503,
-            detail="The database is unavailable; retry shortly.",
-            instance=request.url.path,
-        ),
-        headers={"Retry-After": "1"},
-    )
-
-
-def _briefly(exc: BaseException) -> str:
-    """The innermost error's type and first line: the driver's words, not the statement."""
-    root = exc
-    while root.__cause__ is not None:
-        root = root.__cause__
-    first_line = str(root).partition("\n")[0]
-    return f"{type(root).__name__}: {first_line[:200]}"
+    outage = ServiceUnavailable("The database is unavailable; retry shortly.")
+    return render_problem(outage, request.url.path, headers={"Retry-After": "1"})
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
@@ -463,8 +262,10 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(405, _method_not_allowed)
-    # Every database error a request can meet, and the network errors a driver raises
-    # while connecting: 503 when the database is unavailable, 500 otherwise.
-    for unavailable in (DBAPIError, PoolTimeoutError, OSError):
-        app.add_exception_handler(unavailable, _database_unavailable)
+    # Every database error a request can meet: 503 when the database is unavailable
+    # (app.core.db.is_database_unavailable), 500 otherwise. Any other error, an
+    # OSError from a full disk included, is what it is: handled where it can be
+    # answered (a 507 for an upload), else a 500 logged with its traceback.
+    for database_error in (DBAPIError, PoolTimeoutError, DatabaseUnreachable):
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -33,15 +33,20 @@ TASKS_FAILED = Counter(
 )
 TASK_DURATION = Histogram(
     "signup_task_duration_seconds",
-    "Time from claim to settle of one attempt, by task kind.",
+    "Time from claim to settle of one attempt, its settle included, by task kind (attempts "
+    "another run took over, or that shutdown cut off, are not counted).",
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 RECOVERY_PASSES = Counter(
-    "signup_recovery_passes_total", "Recovery passes run (the in-process loop passes per kind)."
+    "signup_recovery_passes_total",
+    "Recovery passes over one task kind's due rows, by kind (the loops and `recover` alike).",
+    ["kind"],
 )
 RECOVERY_ERRORS = Counter(
-    "signup_recovery_errors_total", "Recovery passes that failed (database unreachable?)."
+    "signup_recovery_errors_total",
+    "Recovery passes that failed (database unreachable?), by task kind.",
+    ["kind"],
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -50,7 +55,15 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 def declare_kinds(kinds: Iterable[str]) -> None:
     """Show every kind's series from the start, at zero, rather than after its first event."""
     for kind in kinds:
-        for metric in (TASKS_STARTED, TASKS_SUCCEEDED, TASKS_RETRIED, TASKS_FAILED, TASK_DURATION):
+        for metric in (
+            TASKS_STARTED,
+            TASKS_SUCCEEDED,
+            TASKS_RETRIED,
+            TASKS_FAILED,
+            TASK_DURATION,
+            RECOVERY_PASSES,
+            RECOVERY_ERRORS,
+        ):
             metric.labels(kind)
 
 

@@ -15,9 +15,31 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from app.core.errors import RateLimited
+from app.core.errors import ServiceError
 
 logger = logging.getLogger(__name__)
+
+
+class RateLimited(ServiceError):
+    """Too many requests from one address or key, or too much mail to one recipient."""
+
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+    documented_headers = {  # noqa: RUF012 - read-only by convention
+        "Retry-After": {
+            "description": "Seconds until the limit lets this request through again.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    }
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 # After the storage fails, how long requests go unlimited before it is tried again:
 # a Redis that hangs costs one request a few seconds, not every request.

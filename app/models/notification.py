@@ -37,13 +37,12 @@ class Notification(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    status: Mapped[TaskStatus] = mapped_column(
-        task_status_type("status"), default=TaskStatus.PENDING
-    )
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    # The delivery's task state (see NOTIFICATION_STATES: one kind per channel).
+    status: Mapped[TaskStatus] = mapped_column(task_status_type("status"))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
 
@@ -79,6 +78,7 @@ class Notification(Base):
 
 def _notification_state(channel: Channel) -> TaskState:
     return TaskState(
+        name=f"notification_{channel}",
         model=Notification,
         id=Notification.id,
         created_at=Notification.created_at,
@@ -86,7 +86,7 @@ def _notification_state(channel: Channel) -> TaskState:
         attempts=Notification.attempts,
         next_attempt_at=Notification.next_attempt_at,
         lease_until=Notification.lease_until,
-        done_at=Notification.delivered_at,
+        succeeded_at=Notification.succeeded_at,
         failed_at=Notification.failed_at,
         last_error=Notification.last_error,
         where=(Notification.channel == channel,),

@@ -23,12 +23,10 @@ class Upload(Base):
     send_welcome: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    # The import's task state, in the row it is about.
-    status: Mapped[TaskStatus] = mapped_column(
-        task_status_type("upload_status"), default=TaskStatus.PENDING
-    )
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    # The import's task state, in the row it is about (see CSV_IMPORT_STATE).
+    status: Mapped[TaskStatus] = mapped_column(task_status_type("upload_status"))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -74,7 +72,8 @@ class Upload(Base):
     )
 
 
-INGEST_STATE = TaskState(
+CSV_IMPORT_STATE = TaskState(
+    name="csv_import",
     model=Upload,
     id=Upload.id,
     created_at=Upload.created_at,
@@ -82,7 +81,7 @@ INGEST_STATE = TaskState(
     attempts=Upload.attempts,
     next_attempt_at=Upload.next_attempt_at,
     lease_until=Upload.lease_until,
-    done_at=Upload.succeeded_at,
+    succeeded_at=Upload.succeeded_at,
     failed_at=Upload.failed_at,
     last_error=Upload.last_error,
 )

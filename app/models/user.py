@@ -31,15 +31,14 @@ class User(Base):
     # The welcome email's state lives in the user's own row, so the signup
     # transaction that creates the user also records that an email is owed.
     # NULL: none is owed, nor was one ever sent (imported with send_welcome=false).
-    welcome_status: Mapped[TaskStatus | None] = mapped_column(
-        task_status_type("welcome_status"), default=TaskStatus.PENDING
-    )
+    # Written by WELCOME_EMAIL_STATE's transitions (owed, claimed, settled, re-armed).
+    welcome_status: Mapped[TaskStatus | None] = mapped_column(task_status_type("welcome_status"))
     # Which welcome message this is, for its Message-ID: 1 for the first; 0 while none is owed.
-    welcome_generation: Mapped[int] = mapped_column(Integer, default=1)
-    welcome_attempts: Mapped[int] = mapped_column(Integer, default=0)
-    welcome_next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=utcnow)
+    welcome_generation: Mapped[int] = mapped_column(Integer)
+    welcome_attempts: Mapped[int] = mapped_column(Integer)
+    welcome_next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     welcome_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    welcome_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    welcome_succeeded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     welcome_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     welcome_last_error: Mapped[str | None] = mapped_column(Text)
 
@@ -69,7 +68,8 @@ class User(Base):
     )
 
 
-WELCOME_STATE = TaskState(
+WELCOME_EMAIL_STATE = TaskState(
+    name="welcome_email",
     model=User,
     id=User.id,
     created_at=User.created_at,
@@ -77,7 +77,7 @@ WELCOME_STATE = TaskState(
     attempts=User.welcome_attempts,
     next_attempt_at=User.welcome_next_attempt_at,
     lease_until=User.welcome_lease_until,
-    done_at=User.welcome_sent_at,
+    succeeded_at=User.welcome_succeeded_at,
     failed_at=User.welcome_failed_at,
     last_error=User.welcome_last_error,
 )

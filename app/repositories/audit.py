@@ -1,13 +1,14 @@
 """SQL for audit entries."""
 
-import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, select, tuple_
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.models.audit import AuditEntry
 from app.repositories.dialect import upsert_insert
+from app.repositories.pagination import Key, Page, paginate
 from app.schemas.audit import AuditEntryCreate
 
 
@@ -21,53 +22,39 @@ async def add(connection: AsyncConnection, entry: AuditEntryCreate) -> None:
     await connection.execute(statement)
 
 
-def search_statement(
-    *,
-    action: str | None = None,
-    resource: str | None = None,
-    actor: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    before: tuple[datetime, uuid.UUID] | None = None,
-    limit: int,
-) -> Select[AuditEntry]:
-    """Entries matching every filter given, newest first; `before` is the (occurred_at, id)
-    to continue after. `since` is inclusive, `until` exclusive."""
+@dataclass(frozen=True)
+class AuditFilters:
+    """Entries matching every filter given; `since` is inclusive, `until` exclusive."""
+
+    action: str | None = None
+    resource: str | None = None
+    actor: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+# Newest first; each filter has an index on (its column, occurred_at, id).
+ORDER: Key = (AuditEntry.occurred_at, AuditEntry.id)
+
+
+def search_statement(filters: AuditFilters) -> Select[AuditEntry]:
     statement = select(AuditEntry)
     for column, value in (
-        (AuditEntry.action, action),
-        (AuditEntry.resource, resource),
-        (AuditEntry.actor, actor),
+        (AuditEntry.action, filters.action),
+        (AuditEntry.resource, filters.resource),
+        (AuditEntry.actor, filters.actor),
     ):
         if value is not None:
             statement = statement.where(column == value)
-    if since is not None:
-        statement = statement.where(AuditEntry.occurred_at >= since)
-    if until is not None:
-        statement = statement.where(AuditEntry.occurred_at < until)
-    if before is not None:
-        statement = statement.where(tuple_(AuditEntry.occurred_at, AuditEntry.id) < tuple_(*before))
-    return statement.order_by(AuditEntry.occurred_at.desc(), AuditEntry.id.desc()).limit(limit)
+    if filters.since is not None:
+        statement = statement.where(AuditEntry.occurred_at >= filters.since)
+    if filters.until is not None:
+        statement = statement.where(AuditEntry.occurred_at < filters.until)
+    return statement
 
 
 async def search(
-    session: AsyncSession,
-    *,
-    action: str | None,
-    resource: str | None,
-    actor: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    before: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[AuditEntry]:
-    statement = search_statement(
-        action=action,
-        resource=resource,
-        actor=actor,
-        since=since,
-        until=until,
-        before=before,
-        limit=limit,
-    )
-    return list((await session.scalars(statement)).all())
+    session: AsyncSession, filters: AuditFilters, *, cursor: str | None, limit: int
+) -> Page[AuditEntry]:
+    """A page of the entries matching `filters`, newest first."""
+    return await paginate(session, search_statement(filters), key=ORDER, cursor=cursor, limit=limit)

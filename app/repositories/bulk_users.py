@@ -1,12 +1,14 @@
 """SQL that adds many users at once: COPY on PostgreSQL, batched INSERTs on SQLite.
 
-Either way, an address already registered is skipped, and the count of rows
-actually inserted comes back, so the caller can count the rest as
-duplicates. The rows come with distinct addresses, in file order.
+The rows come as CSV lines `line,email,name` (the CSV reader's output, and
+what COPY reads), with distinct addresses, in file order. Either way, an
+address already registered is skipped, and the count of rows actually
+inserted comes back, so the caller can count the rest as duplicates.
 """
 
+import csv
+import io
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -25,9 +27,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.models.base import TaskStatus
 from app.models.user import User
 from app.repositories.dialect import upsert_insert
+from app.repositories.users import no_welcome, welcome_owed
 
 # A per-connection scratch table that empties itself at every commit. Kept out
 # of the models' metadata: it is not part of the schema Alembic manages.
@@ -53,24 +55,28 @@ _COLUMNS = [
     User.welcome_next_attempt_at,
 ]
 
-Row = tuple[int, str, str]  # line, normalised email, name
-
 
 def _welcome(send_welcome: bool, now: datetime) -> dict[str, Any]:
     """The welcome state an imported user starts in: owed and due now, or none owed."""
-    if send_welcome:
-        return {
-            "welcome_status": TaskStatus.PENDING,
-            "welcome_generation": 1,
-            "welcome_next_attempt_at": now,
-        }
-    return {"welcome_status": None, "welcome_generation": 0, "welcome_next_attempt_at": None}
+    return welcome_owed(now) if send_welcome else no_welcome()
 
 
-async def copy_new(
+async def insert_new(
     connection: AsyncConnection, rows_csv: bytes, *, send_welcome: bool, now: datetime
 ) -> int:
-    """PostgreSQL: the rows (CSV: line,email,name) whose email is new; how many were inserted.
+    """Insert the rows whose email is new, as users owing a welcome email if `send_welcome`;
+    how many were inserted."""
+    if not rows_csv:
+        return 0
+    if connection.dialect.name == "postgresql":
+        return await _copy_new(connection, rows_csv, send_welcome=send_welcome, now=now)
+    return await _insert_new(connection, rows_csv, send_welcome=send_welcome, now=now)
+
+
+async def _copy_new(
+    connection: AsyncConnection, rows_csv: bytes, *, send_welcome: bool, now: datetime
+) -> int:
+    """PostgreSQL: the rows whose email is new; how many were inserted.
 
     COPY into a scratch table is the fastest way in, and costs this process
     nothing per row; it runs on the asyncpg connection underneath, inside the
@@ -81,8 +87,6 @@ async def copy_new(
     per row on paper, but its plan degrades to a scan of `users` per batch
     while an import outgrows the table's statistics.)
     """
-    if not rows_csv:
-        return 0
     await connection.execute(_CREATE_STAGING)
     raw = await connection.get_raw_connection()
     await raw.driver_connection.copy_to_table(  # type: ignore[union-attr]
@@ -113,17 +117,16 @@ def _staged_rows(send_welcome: bool, now: datetime) -> Select[Any]:
         literal(now, User.created_at.type),
         literal(welcome["welcome_status"], User.welcome_status.type),
         literal(welcome["welcome_generation"]),
-        literal(0),
+        literal(welcome["welcome_attempts"]),
         literal(welcome["welcome_next_attempt_at"], User.welcome_next_attempt_at.type),
     ).order_by(_staging.c.line)
 
 
-async def insert_new(
-    connection: AsyncConnection, rows: Sequence[Row], *, send_welcome: bool, now: datetime
+async def _insert_new(
+    connection: AsyncConnection, rows_csv: bytes, *, send_welcome: bool, now: datetime
 ) -> int:
     """Any database (used on SQLite, whose writers queue): one executemany, conflicts skipped."""
-    if not rows:
-        return 0
+    rows = csv.reader(io.StringIO(rows_csv.decode()))
     welcome = _welcome(send_welcome, now)
     statement = upsert_insert(connection.dialect.name, User).on_conflict_do_nothing(
         index_elements=[User.email]
@@ -136,7 +139,6 @@ async def insert_new(
                 "email": email,
                 "name": name,
                 "created_at": now,
-                "welcome_attempts": 0,
                 **welcome,
             }
             for _line, email, name in rows

@@ -3,11 +3,11 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models.base import TaskStatus
-from app.models.notification import Channel, Notification
+from app.models.notification import NOTIFICATION_STATES, Channel, Notification
+from app.repositories.pagination import Page, paginate
 
 
 async def insert_pending(
@@ -29,9 +29,7 @@ async def insert_pending(
             subject=subject,
             body=body,
             created_at=now,
-            status=TaskStatus.PENDING,
-            attempts=0,
-            next_attempt_at=now,
+            **NOTIFICATION_STATES[channel].owed(now),
         )
         .returning(Notification)
     )
@@ -43,17 +41,13 @@ async def get(session: AsyncSession, notification_id: uuid.UUID) -> Notification
 
 
 async def list_for_user(
-    session: AsyncSession,
-    user_id: uuid.UUID,
-    *,
-    before: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[Notification]:
-    """Newest first; `before` is the (created_at, id) to continue after."""
-    statement = select(Notification).where(Notification.user_id == user_id)
-    if before is not None:
-        statement = statement.where(
-            tuple_(Notification.created_at, Notification.id) < tuple_(*before)
-        )
-    statement = statement.order_by(Notification.created_at.desc(), Notification.id.desc())
-    return list((await session.scalars(statement.limit(limit))).all())
+    session: AsyncSession, user_id: uuid.UUID, *, cursor: str | None, limit: int
+) -> Page[Notification]:
+    """A page of the user's notifications, newest first."""
+    return await paginate(
+        session,
+        select(Notification).where(Notification.user_id == user_id),
+        key=(Notification.created_at, Notification.id),
+        cursor=cursor,
+        limit=limit,
+    )

@@ -6,6 +6,7 @@ more CPU than executing it.
 """
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -16,13 +17,11 @@ from sqlalchemy import (
     Label,
     Select,
     Update,
-    and_,
     bindparam,
     func,
+    literal,
     or_,
     select,
-    true,
-    tuple_,
     union_all,
     update,
 )
@@ -32,6 +31,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from app.models.base import TaskStatus
 from app.models.task_state import TaskState
+from app.repositories.pagination import Page, paginate
 
 Executor = AsyncConnection | AsyncSession
 UNFINISHED = (TaskStatus.PENDING, TaskStatus.RETRYING)
@@ -39,29 +39,20 @@ UNFINISHED = (TaskStatus.PENDING, TaskStatus.RETRYING)
 # or labelled expressions (a correlated subquery for a related row's column
 # saves the task a query of its own).
 Returning = tuple[InstrumentedAttribute[Any] | Label[Any], ...]
-# Bound parameter names differ from every state column's name ("lease", not
-# "lease_until"): an UPDATE reserves its columns' names for its own parameters,
-# and a state whose columns are plainly named (notifications) would collide.
-
-
-def _mine(state: TaskState, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
-    """The conditions, on this kind's rows only (see TaskState.where)."""
-    everything = (*state.where, *conditions)
-    return and_(*everything) if everything else true()
 
 
 def _due(state: TaskState, due_before: Any) -> ColumnElement[bool]:
-    return _mine(state, state.status.in_(UNFINISHED), state.next_attempt_at <= due_before)
+    return state.mine(state.status.in_(UNFINISHED), state.next_attempt_at <= due_before)
 
 
 def _abandoned(state: TaskState, now: Any) -> ColumnElement[bool]:
     """Running, but the lease ran out: the process that claimed it died."""
-    return _mine(state, state.status == TaskStatus.RUNNING, state.lease_until < now)
+    return state.mine(state.status == TaskStatus.RUNNING, state.lease_until < now)
 
 
-# Bound parameters are named unlike any column ("lease", "renewed", "error"), since
-# SQLAlchemy reserves a SET column's own name for its value, and a kind's state
-# columns may be named plainly (`lease_until`, `last_error`).
+# The statements below are built once per state, with bound parameters named
+# unlike any column ("lease", not "lease_until"): SQLAlchemy reserves a SET
+# column's own name for its value, and a kind's columns may be plainly named.
 
 
 @cache
@@ -93,8 +84,21 @@ async def claim(
     lease_until: datetime,
     returning: Returning = (),
 ) -> list[RowMapping]:
-    """Take those of the rows that are due or abandoned, with one atomic conditional
-    UPDATE ... RETURNING; returns the rows won (the others are someone else's)."""
+    """Take those of the rows that are due or abandoned; return the rows won (the others
+    are someone else's). One atomic conditional UPDATE ... RETURNING (contract rule 3);
+    for the welcome email, with nothing more returned:
+
+        UPDATE users SET welcome_status='running',
+                         welcome_attempts=(users.welcome_attempts + 1),
+                         welcome_lease_until=:lease
+        WHERE users.id IN (:row_ids)
+          AND (users.welcome_status IN ('pending', 'retrying')
+                 AND users.welcome_next_attempt_at <= :now
+               OR users.welcome_status = 'running' AND users.welcome_lease_until < :now)
+        RETURNING users.id, users.welcome_attempts
+
+    (tests/repositories/test_task_sql.py keeps this and the statements below true.)
+    """
     result = await executor.execute(
         _claim_statement(state, returning),
         {"row_ids": row_ids, "now": now, "lease": lease_until},
@@ -103,13 +107,7 @@ async def claim(
 
 
 def _fenced(state: TaskState) -> Update:
-    return update(state.model).where(
-        state.id == bindparam("row_id"),
-        state.status == TaskStatus.RUNNING,
-        # The lease the claim (or its last renewal) wrote is the fencing token:
-        # if it changed, that lease expired and another run owns the row now.
-        state.lease_until == bindparam("lease"),
-    )
+    return update(state.model).where(state.fenced(bindparam("row_id"), bindparam("lease")))
 
 
 @cache
@@ -125,7 +123,15 @@ async def renew_lease(
     lease_until: datetime,
     renewed_until: datetime,
 ) -> bool:
-    """Extend a lease we still hold; False if another run took the row over meanwhile."""
+    """Extend a lease we still hold; False if another run took the row over meanwhile.
+
+    Fenced like a settle (see `settle`), and moving the fencing token on:
+
+        UPDATE users SET welcome_lease_until=:renewed
+        WHERE users.id = :row_id AND users.welcome_status = 'running'
+          AND users.welcome_lease_until = :lease
+        RETURNING users.id
+    """
     result = await executor.execute(
         _renew_statement(state), {"row_id": row_id, "lease": lease_until, "renewed": renewed_until}
     )
@@ -142,7 +148,7 @@ def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
                 **common,
                 state.status: TaskStatus.SUCCEEDED,
                 state.next_attempt_at: None,
-                state.done_at: bindparam("now"),
+                state.succeeded_at: bindparam("now"),
             }
         ).returning(state.id),
         TaskStatus.RETRYING: fenced.values(
@@ -174,7 +180,28 @@ async def settle(
     last_error: str | None = None,
     next_attempt_at: datetime | None = None,
 ) -> bool:
-    """Record an attempt's outcome; False if the lease was lost to another run."""
+    """Record an attempt's outcome; False if the lease was lost to another run.
+
+    Fenced by the lease (contract rule 5): `:lease` is the lease_until this run's
+    claim, or its last renewal, wrote. Once it ran out and another run claimed
+    the row, the row's lease moved on and the settle matches nothing, though the
+    status is still 'running'. For the welcome email, a success:
+
+        UPDATE users SET welcome_status='succeeded', welcome_next_attempt_at=NULL,
+                         welcome_lease_until=NULL, welcome_succeeded_at=:now,
+                         welcome_last_error=:error
+        WHERE users.id = :row_id AND users.welcome_status = 'running'
+          AND users.welcome_lease_until = :lease
+        RETURNING users.id
+
+    A retry and a failure are fenced alike, and differ in what they set:
+
+        SET welcome_status='retrying', welcome_next_attempt_at=:retry_at,
+            welcome_lease_until=NULL, welcome_last_error=:error
+
+        SET welcome_status='failed', welcome_next_attempt_at=NULL, welcome_lease_until=NULL,
+            welcome_failed_at=:now, welcome_last_error=:error
+    """
     result = await executor.execute(
         _settle_statements(state)[status],
         {
@@ -249,7 +276,7 @@ async def count_by_status(executor: Executor, state: TaskState) -> dict[TaskStat
     """Rows in each status; rows that owe no such work (NULL status) are not tasks."""
     result = await executor.execute(
         select(state.status, func.count())
-        .where(_mine(state, state.status.is_not(None)))
+        .where(state.mine(state.status.is_not(None)))
         .group_by(state.status)
     )
     counts = dict.fromkeys(TaskStatus, 0)
@@ -271,6 +298,7 @@ async def due_summary(
 def _task_columns(state: TaskState) -> tuple[Any, ...]:
     """A row's task state under the names the admin API uses."""
     return (
+        literal(state.name).label("kind"),
         state.id.label("id"),
         state.status.label("status"),
         state.attempts.label("attempts"),
@@ -281,35 +309,35 @@ def _task_columns(state: TaskState) -> tuple[Any, ...]:
 
 
 async def list_failed(
-    executor: Executor,
-    state: TaskState,
-    *,
-    before: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> list[RowMapping]:
-    """Dead letters, newest failure first; `before` is the (failed_at, id) to continue after."""
-    statement = select(*_task_columns(state)).where(_mine(state, state.status == TaskStatus.FAILED))
-    if before is not None:
-        statement = statement.where(tuple_(state.failed_at, state.id) < tuple_(*before))
-    statement = statement.order_by(state.failed_at.desc(), state.id.desc()).limit(limit)
-    return list((await executor.execute(statement)).mappings())
+    executor: Executor, states: Iterable[TaskState], *, cursor: str | None, limit: int
+) -> Page[RowMapping]:
+    """A page of dead letters of these kinds together, newest failure first.
+
+    One statement over every kind's `..._failed` index; each row says its kind.
+    """
+    failed = union_all(
+        *(
+            select(*_task_columns(state)).where(state.mine(state.status == TaskStatus.FAILED))
+            for state in states
+        )
+    ).subquery()
+    return await paginate(
+        executor,
+        select(failed),
+        key=(failed.c.failed_at, failed.c.id),
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 async def rearm_failed(
     executor: Executor, state: TaskState, row_id: uuid.UUID, *, now: datetime
 ) -> RowMapping | None:
-    """Make a failed row due again, with a fresh set of attempts; None if it is not failed."""
+    """Owe a failed row's work afresh (see TaskState.rearmed); None if it is not failed."""
     result = await executor.execute(
         update(state.model)
-        .where(_mine(state, state.id == row_id, state.status == TaskStatus.FAILED))
-        .values(
-            {
-                state.status: TaskStatus.PENDING,
-                state.attempts: 0,
-                state.next_attempt_at: now,
-                state.failed_at: None,
-            }
-        )
+        .where(state.mine(state.id == row_id, state.status == TaskStatus.FAILED))
+        .values(**state.rearmed(now))
         .returning(*_task_columns(state))
     )
     return result.mappings().one_or_none()
@@ -319,13 +347,13 @@ async def get_task(executor: Executor, state: TaskState, row_id: uuid.UUID) -> R
     """One row's task state; None if there is no such row, or it owes no such work."""
     result = await executor.execute(
         select(*_task_columns(state)).where(
-            _mine(state, state.id == row_id, state.status.is_not(None))
+            state.mine(state.id == row_id, state.status.is_not(None))
         )
     )
     return result.mappings().one_or_none()
 
 
 async def get_status(executor: Executor, state: TaskState, row_id: uuid.UUID) -> TaskStatus | None:
-    result = await executor.execute(select(state.status).where(_mine(state, state.id == row_id)))
+    result = await executor.execute(select(state.status).where(state.mine(state.id == row_id)))
     status = result.scalar_one_or_none()
     return TaskStatus(status) if status is not None else None

@@ -4,11 +4,11 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, insert, select, tuple_, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.models.base import TaskStatus
-from app.models.upload import Upload, UploadRowError
+from app.models.upload import CSV_IMPORT_STATE, Upload, UploadRowError
+from app.repositories.pagination import Page, paginate
 
 Executor = AsyncConnection | AsyncSession
 
@@ -32,15 +32,13 @@ async def insert_upload(
         sha256=sha256,
         send_welcome=send_welcome,
         created_at=now,
-        status=TaskStatus.PENDING,
-        attempts=0,
-        next_attempt_at=now,
         next_offset=0,
         next_line=1,
         rows_total=0,
         rows_imported=0,
         rows_duplicate=0,
         rows_rejected=0,
+        **CSV_IMPORT_STATE.owed(now),
     )
     session.add(upload)
     await session.flush()
@@ -51,15 +49,11 @@ async def get(session: AsyncSession, upload_id: uuid.UUID) -> Upload | None:
     return await session.get(Upload, upload_id)
 
 
-async def list_recent(
-    session: AsyncSession, *, before: tuple[datetime, uuid.UUID] | None, limit: int
-) -> list[Upload]:
-    """Newest first; `before` is the (created_at, id) to continue after."""
-    statement = select(Upload)
-    if before is not None:
-        statement = statement.where(tuple_(Upload.created_at, Upload.id) < tuple_(*before))
-    statement = statement.order_by(Upload.created_at.desc(), Upload.id.desc()).limit(limit)
-    return list(await session.scalars(statement))
+async def list_recent(session: AsyncSession, *, cursor: str | None, limit: int) -> Page[Upload]:
+    """A page of uploads, newest first."""
+    return await paginate(
+        session, select(Upload), key=(Upload.created_at, Upload.id), cursor=cursor, limit=limit
+    )
 
 
 async def row_errors(
@@ -75,22 +69,13 @@ async def row_errors(
     return list(await executor.scalars(statement))
 
 
-def _fenced(upload_id: uuid.UUID, lease_until: datetime) -> ColumnElement[bool]:
-    """Only the run holding this lease may write progress: see app.tasks.runner.Lease."""
-    return and_(
-        Upload.id == upload_id,
-        Upload.status == TaskStatus.RUNNING,
-        Upload.lease_until == lease_until,
-    )
-
-
 async def mark_started(
     connection: AsyncConnection, upload_id: uuid.UUID, *, lease_until: datetime, now: datetime
 ) -> bool:
     """Record when the import first started; False if this run no longer owns the upload."""
     result = await connection.execute(
         update(Upload)
-        .where(_fenced(upload_id, lease_until))
+        .where(CSV_IMPORT_STATE.fenced(upload_id, lease_until))
         .values(started_at=func.coalesce(Upload.started_at, now))
         .returning(Upload.id)
     )
@@ -118,7 +103,7 @@ async def advance(
     """
     result = await connection.execute(
         update(Upload)
-        .where(_fenced(upload_id, lease_until), Upload.next_offset == from_offset)
+        .where(CSV_IMPORT_STATE.fenced(upload_id, lease_until), Upload.next_offset == from_offset)
         .values(
             next_offset=to_offset,
             next_line=next_line,

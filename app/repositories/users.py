@@ -2,13 +2,24 @@
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Row, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models.base import TaskStatus
-from app.models.user import User
+from app.models.user import WELCOME_EMAIL_STATE, User
 from app.repositories.dialect import upsert_insert
+
+
+def welcome_owed(now: datetime) -> dict[str, Any]:
+    """A new user's welcome state: the first message owed, due now."""
+    return {"welcome_generation": 1, **WELCOME_EMAIL_STATE.owed(now)}
+
+
+def no_welcome() -> dict[str, Any]:
+    """A new user's welcome state when none is owed (imported with send_welcome=false)."""
+    return {"welcome_generation": 0, **WELCOME_EMAIL_STATE.not_owed()}
 
 
 async def insert(
@@ -35,8 +46,7 @@ async def insert(
             created_at=now,
             webhook_url=webhook_url,
             webhook_secret=webhook_secret,
-            welcome_status=TaskStatus.PENDING,
-            welcome_next_attempt_at=now,
+            **welcome_owed(now),
         )
         .on_conflict_do_nothing(index_elements=[User.email])
         .returning(User)
@@ -129,24 +139,17 @@ async def rearm_welcome(session: AsyncSession, user_id: uuid.UUID, now: datetime
     A new generation gives the new message its own Message-ID, so a receiver
     deduplicating by Message-ID still shows the resend.
     """
+    state = WELCOME_EMAIL_STATE
     statement = (
         update(User)
         .where(
             User.id == user_id,
             or_(
-                User.welcome_status.in_([TaskStatus.SUCCEEDED, TaskStatus.FAILED]),
-                User.welcome_status.is_(None),
+                state.status.in_([TaskStatus.SUCCEEDED, TaskStatus.FAILED]),
+                state.status.is_(None),
             ),
         )
-        .values(
-            welcome_status=TaskStatus.PENDING,
-            welcome_generation=User.welcome_generation + 1,
-            welcome_attempts=0,
-            welcome_next_attempt_at=now,
-            welcome_lease_until=None,
-            welcome_sent_at=None,
-            welcome_last_error=None,
-        )
+        .values(welcome_generation=User.welcome_generation + 1, **state.rearmed(now))
         .returning(User)
         .execution_options(synchronize_session=False)
     )

@@ -1,1 +1,3 @@
-"""HTTP only: parse, call a service, schedule background work, shape the response."""
+"""HTTP only: who may call each route, parse (a streamed multipart body too), call a service,
+schedule background work once it is committed, shape the response: JSON for the API, HTML
+for the operator console and the docs pages."""

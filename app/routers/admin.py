@@ -1,25 +1,22 @@
 """/admin: background work for operators (scope `admin`), and /metrics (scope `metrics`)."""
 
 import uuid
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Response
+from fastapi import APIRouter, Query, Response
 
 from app.core import metrics
-from app.core.errors import (
-    AUTH_ERRORS,
-    TaskNotFailed,
-    TaskNotFound,
-    problem_responses,
-)
+from app.core.errors import problem_responses
 from app.core.openapi import success_response
-from app.routers.deps import AuditDep, SessionDep
-from app.routers.security import requires
+from app.routers.deps import AfterCommitDep, SessionDep
+from app.routers.security import AUTH_ERRORS, requires
 from app.schemas import examples
 from app.schemas.admin import FailedTaskPage, TaskKindName, TaskRead, TasksOverview
 from app.schemas.audit import AuditPage
-from app.schemas.query import CursorQuery, Moment
+from app.schemas.query import CursorQuery, LimitQuery, Moment
 from app.services import admin, audit
+from app.services.admin import TaskNotFailed, TaskNotFound
 from app.services.api_keys import Scope
 from app.tasks.registry import run_named_task
 
@@ -56,7 +53,7 @@ async def failed_tasks(
     session: SessionDep,
     kind: Annotated[TaskKindName | None, Query(description="Only this task kind.")] = None,
     cursor: CursorQuery = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: LimitQuery = 50,
 ) -> FailedTaskPage:
     return await admin.failed(session, kind=kind, cursor=cursor, limit=limit)
 
@@ -80,12 +77,14 @@ async def retry_task(
     kind: TaskKindName,
     task_id: uuid.UUID,
     session: SessionDep,
-    background_tasks: BackgroundTasks,
-    audit: AuditDep,
+    after_commit: AfterCommitDep,
 ) -> TaskRead:
-    task = await admin.retry(session, kind, task_id)
-    background_tasks.add_task(run_named_task, kind, task_id)
-    audit.record("task.retried", f"tasks/{kind}/{task_id}")
+    task = await admin.retry(session, kind=kind, task_id=task_id)
+    after_commit.schedule(
+        partial(run_named_task, kind, task_id),
+        action="task.retried",
+        resource=f"tasks/{kind}/{task_id}",
+    )
     return task
 
 
@@ -109,7 +108,7 @@ async def audit_trail(
     since: Annotated[Moment | None, Query(description="From this moment (inclusive).")] = None,
     until: Annotated[Moment | None, Query(description="Before this moment.")] = None,
     cursor: CursorQuery = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: LimitQuery = 50,
 ) -> AuditPage:
     return await audit.search(
         session,

@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
@@ -87,9 +87,7 @@ def _root(request: Request) -> str:
     return root_path.rstrip("/")
 
 
-def _render(
-    request: Request, template: str, status_code: int = 200, **context: Any
-) -> HTMLResponse:
+def _render(request: Request, template: str, **context: Any) -> HTMLResponse:
     root = _root(request)
     response: HTMLResponse = _templates.TemplateResponse(
         request,
@@ -102,9 +100,32 @@ def _render(
             "watch": WATCH_SECONDS,
             **context,
         },
-        status_code=status_code,
     )
     return response
+
+
+class Paging(TypedDict):
+    here: str
+    older: str | None
+    newest: str | None
+
+
+def _paging(
+    request: Request, path: str, *, cursor: str | None, next_cursor: str | None, **query: str
+) -> Paging:
+    """A list fragment's links, each keeping its filters: this page, the older page after
+    it, and back to the newest page (None where there is none)."""
+    here = f"{_root(request)}/console/{path}"
+
+    def at(**more: str | None) -> str:
+        given = {name: value for name, value in {**query, **more}.items() if value is not None}
+        return f"{here}?{urlencode(given)}" if given else here
+
+    return {
+        "here": at(cursor=cursor),
+        "older": at(cursor=next_cursor) if next_cursor else None,
+        "newest": at() if cursor else None,
+    }
 
 
 # --- Pages: public, and empty until a key fetches their data ---------------------------
@@ -153,7 +174,7 @@ def _age(seconds: float | None) -> str:
 
 @router.get("/work/tasks", dependencies=[requires(Scope.ADMIN)])
 async def work_counts(request: Request, session: SessionDep) -> HTMLResponse:
-    overview = await admin.overview(session=session)
+    overview = await admin.overview(session)
     return _render(
         request,
         "work_counts",
@@ -168,18 +189,12 @@ async def work_counts(request: Request, session: SessionDep) -> HTMLResponse:
 async def work_failed(
     request: Request, session: SessionDep, cursor: CursorQuery = None
 ) -> HTMLResponse:
-    page = await admin.failed(session=session, kind=None, cursor=cursor, limit=PAGE_SIZE)
-    older = (
-        f"{_root(request)}/console/work/failed?{urlencode({'cursor': page.next_cursor})}"
-        if page.next_cursor
-        else None
-    )
+    page = await admin.failed(session, kind=None, cursor=cursor, limit=PAGE_SIZE)
     return _render(
         request,
         "work_failed",
         tasks=[task_view(task) for task in page.items],
-        older=older,
-        first_page=cursor is None,
+        **_paging(request, "work/failed", cursor=cursor, next_cursor=page.next_cursor),
     )
 
 
@@ -198,7 +213,7 @@ def task_view(task: TaskRead) -> TaskView:
 async def work_task(
     request: Request, session: SessionDep, kind: TaskKindName, task_id: uuid.UUID
 ) -> HTMLResponse:
-    task = await admin.task(session=session, kind=kind, task_id=task_id)
+    task = await admin.task(session, kind=kind, task_id=task_id)
     return _render(request, "work_task", view=task_view(task))
 
 
@@ -224,21 +239,18 @@ def upload_view(upload: UploadSummary) -> UploadView:
 async def imports_list(
     request: Request, session: SessionDep, cursor: CursorQuery = None
 ) -> HTMLResponse:
-    page = await uploads.recent(session=session, cursor=cursor, limit=PAGE_SIZE)
-    here = f"{_root(request)}/console/imports/uploads"
+    page = await uploads.recent(session, cursor=cursor, limit=PAGE_SIZE)
     return _render(
         request,
         "imports_list",
         uploads=[upload_view(upload) for upload in page.items],
-        here=f"{here}?{urlencode({'cursor': cursor})}" if cursor else here,
-        older=f"{here}?{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None,
-        newest=here if cursor else None,
+        **_paging(request, "imports/uploads", cursor=cursor, next_cursor=page.next_cursor),
     )
 
 
 @router.get("/imports/uploads/{upload_id}", dependencies=[requires(Scope.UPLOADS_READ)])
 async def imports_one(request: Request, session: SessionDep, upload_id: uuid.UUID) -> HTMLResponse:
-    upload = await uploads.get(session=session, upload_id=upload_id)
+    upload = await uploads.get(session, upload_id=upload_id)
     return _render(request, "imports_one", view=upload_view(upload))
 
 
@@ -290,7 +302,7 @@ async def audit_entries(
         "until": _given(until),
     }
     page = await audit.search(
-        session=session,
+        session,
         action=filters["action"],
         resource=filters["resource"],
         actor=filters["actor"],
@@ -300,17 +312,13 @@ async def audit_entries(
         limit=PAGE_SIZE,
     )
     given = {name: value for name, value in filters.items() if value is not None}
-    here = f"{_root(request)}/console/audit/entries"
     return _render(
         request,
         "audit_entries",
         entries=page.items,
         details={entry.id: json.dumps(entry.details, sort_keys=True) for entry in page.items},
         filtered=bool(given),
-        older=f"{here}?{urlencode({**given, 'cursor': page.next_cursor})}"
-        if page.next_cursor
-        else None,
-        newest=f"{here}?{urlencode(given)}" if cursor else None,
+        **_paging(request, "audit/entries", cursor=cursor, next_cursor=page.next_cursor, **given),
     )
 
 
@@ -338,7 +346,7 @@ async def people_search(
         pass
     else:
         return _render(
-            request, "people_user", **user_view(await users.get(session=session, user_id=user_id))
+            request, "people_user", **user_view(await users.get(session, user_id=user_id))
         )
     try:
         email = _EMAIL.validate_python(query)
@@ -354,7 +362,7 @@ async def people_search(
                 }
             ]
         ) from None
-    found = await users.find_by_email(session=session, email=email)
+    found = await users.find_by_email(session, email=email)
     if not found:
         return _render(request, "people_none", email=email)
     return _render(request, "people_user", **user_view(found[0]))
@@ -362,7 +370,7 @@ async def people_search(
 
 @router.get("/people/{user_id}", dependencies=[requires(Scope.USERS_READ)])
 async def people_user(request: Request, session: SessionDep, user_id: uuid.UUID) -> HTMLResponse:
-    user = await users.get(session=session, user_id=user_id)
+    user = await users.get(session, user_id=user_id)
     return _render(request, "people_user", **user_view(user))
 
 
@@ -371,13 +379,17 @@ async def people_notifications(
     request: Request, session: SessionDep, user_id: uuid.UUID, cursor: CursorQuery = None
 ) -> HTMLResponse:
     page = await notifications.list_for_user(
-        session=session, user_id=user_id, cursor=cursor, limit=PAGE_SIZE
+        session, user_id=user_id, cursor=cursor, limit=PAGE_SIZE
     )
-    here = f"{_root(request)}/console/people/{user_id}/notifications"
     return _render(
         request,
         "people_notifications",
         user_id=user_id,
         items=page.items,
-        older=f"{here}?{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None,
+        **_paging(
+            request,
+            f"people/{user_id}/notifications",
+            cursor=cursor,
+            next_cursor=page.next_cursor,
+        ),
     )

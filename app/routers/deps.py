@@ -1,10 +1,10 @@
 """Typed dependencies, so a route reads like its signature."""
 
 import uuid
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import BackgroundTasks, Depends, Request
+from fastapi import BackgroundTasks, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
@@ -31,7 +31,7 @@ async def get_session(
     database: Annotated[Database, Depends(get_database)],
 ) -> AsyncIterator[AsyncSession]:
     # No commit here: this teardown runs after the background tasks (FastAPI
-    # >= 0.118), far too late. Services commit before the route schedules work.
+    # >= 0.118), far too late: services commit, then the route schedules (contract rule 1).
     async with database.request_sessions() as session:
         yield session
 
@@ -80,4 +80,44 @@ async def get_auditor(request: Request, background_tasks: BackgroundTasks) -> Au
     return Auditor(request, background_tasks)
 
 
-AuditDep = Annotated[Auditor, Depends(get_auditor)]
+AuditorDep = Annotated[Auditor, Depends(get_auditor)]
+
+T = TypeVar("T")
+# Background work with its arguments bound: `functools.partial(send_welcome_email, user.id)`.
+Work = Callable[[], Awaitable[object]]
+
+
+class AfterCommit:
+    """How a route ends once its service has committed a row and the work it owes.
+
+    Contract rule 1: the work is scheduled only now, after the commit, so this
+    process dying first can only delay it (recovery finds it), never lose it.
+    It runs after the response; the request's audit entry is queued behind it.
+    """
+
+    def __init__(
+        self, background_tasks: BackgroundTasks, auditor: Auditor, response: Response
+    ) -> None:
+        self._background_tasks = background_tasks
+        self._auditor = auditor
+        self._response = response
+
+    def schedule(self, work: Work, *, action: str, resource: str, **details: Any) -> None:
+        """Run `work` after the response, and audit `action` on `resource`."""
+        self._background_tasks.add_task(work)
+        self._auditor.record(action, resource, **details)
+
+    def created(self, row: T, *, location: str, work: Work, action: str, **details: Any) -> T:
+        """As `schedule`, for a row just created at `location` (also its Location header)."""
+        self.schedule(work, action=action, resource=location.removeprefix("/"), **details)
+        self._response.headers["Location"] = location
+        return row
+
+
+async def get_after_commit(
+    background_tasks: BackgroundTasks, auditor: AuditorDep, response: Response
+) -> AfterCommit:
+    return AfterCommit(background_tasks, auditor, response)
+
+
+AfterCommitDep = Annotated[AfterCommit, Depends(get_after_commit)]

@@ -1,11 +1,11 @@
 """Idempotency-Key on the HTTP side: the header, and the replayed first response."""
 
-from typing import Annotated
+from typing import Annotated, cast
 
-from fastapi import Header
+from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 
-from app.services.idempotency import StoredResponse
+from app.services.idempotency import Replayed
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -20,8 +20,10 @@ IdempotencyKeyHeader = Annotated[
 ]
 
 
-def replay(stored: StoredResponse) -> JSONResponse:
-    """The first response to a repeated Idempotency-Key, marked as a replay."""
+async def replay(_request: Request, raised: Exception) -> JSONResponse:
+    """The exception handler for Replayed: the first response to a repeated
+    Idempotency-Key, marked as a replay."""
+    stored = cast(Replayed, raised).stored
     headers = {"Idempotent-Replayed": "true"}
     if stored.location:
         headers["Location"] = stored.location

@@ -1,33 +1,30 @@
 """Notifications: send one to a user by email or webhook, read one, list a user's."""
 
 import uuid
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Body, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body
 
-from app.core.errors import (
-    AUTH_ERRORS,
-    IdempotencyKeyInProgress,
-    IdempotencyKeyReused,
-    NotificationNotFound,
-    NotSendableByEmail,
-    RateLimited,
-    UserNotFound,
-    WebhookNotConfigured,
-    problem_responses,
-)
+from app.core.errors import problem_responses
 from app.core.openapi import request_examples, success_response
-from app.routers.deps import AuditDep, SessionDep, SettingsDep
-from app.routers.idempotency import IdempotencyKeyHeader, replay
-from app.routers.security import requires
+from app.core.rate_limits import RateLimited
+from app.routers.deps import AfterCommitDep, SessionDep, SettingsDep
+from app.routers.idempotency import IdempotencyKeyHeader
+from app.routers.security import AUTH_ERRORS, requires
 from app.schemas import examples
 from app.schemas.notification import NotificationCreate, NotificationPage, NotificationRead
-from app.schemas.query import CursorQuery
+from app.schemas.query import CursorQuery, LimitQuery
 from app.services import notifications
 from app.services.api_keys import Scope
-from app.services.idempotency import StoredResponse
-from app.services.notifications import notification_location
+from app.services.idempotency import IdempotencyKeyInProgress, IdempotencyKeyReused
+from app.services.notifications import (
+    NotificationNotFound,
+    NotSendableByEmail,
+    notification_location,
+)
+from app.services.users import UserNotFound
+from app.services.webhooks import WebhookNotConfigured
 from app.tasks.notifications import deliver_notification
 
 router = APIRouter(
@@ -67,25 +64,24 @@ async def create_notification(
     ],
     session: SessionDep,
     settings: SettingsDep,
-    background_tasks: BackgroundTasks,
-    audit: AuditDep,
-    response: Response,
+    after_commit: AfterCommitDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> NotificationRead | JSONResponse:
-    outcome = await notifications.create(session, user_id, payload, settings, idempotency_key)
-    if isinstance(outcome, StoredResponse):
-        return replay(outcome)
-    # Committed with its pending delivery: scheduling now can only delay it
-    # (to recovery, if this process dies first), never lose it.
-    background_tasks.add_task(deliver_notification, outcome.channel, outcome.id)
-    audit.record(
-        "notification.created",
-        f"notifications/{outcome.id}",
-        user_id=str(user_id),
-        channel=outcome.channel,
+) -> NotificationRead:
+    notification = await notifications.create(
+        session,
+        user_id=user_id,
+        payload=payload,
+        settings=settings,
+        idempotency_key=idempotency_key,
     )
-    response.headers["Location"] = notification_location(outcome.id)
-    return outcome
+    return after_commit.created(
+        notification,
+        location=notification_location(notification.id),
+        work=partial(deliver_notification, notification.channel, notification.id),
+        action="notification.created",
+        user_id=str(user_id),
+        channel=notification.channel,
+    )
 
 
 @router.get(
@@ -101,7 +97,7 @@ async def create_notification(
     dependencies=[requires(Scope.NOTIFICATIONS_SEND)],
 )
 async def get_notification(notification_id: uuid.UUID, session: SessionDep) -> NotificationRead:
-    return await notifications.get(session, notification_id)
+    return await notifications.get(session, notification_id=notification_id)
 
 
 @router.get(
@@ -118,6 +114,6 @@ async def list_notifications(
     user_id: uuid.UUID,
     session: SessionDep,
     cursor: CursorQuery = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: LimitQuery = 50,
 ) -> NotificationPage:
-    return await notifications.list_for_user(session, user_id, cursor=cursor, limit=limit)
+    return await notifications.list_for_user(session, user_id=user_id, cursor=cursor, limit=limit)

@@ -15,11 +15,56 @@ from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
 
 from app.core.config import Settings
-from app.core.errors import Forbidden, Unauthorized
-from app.core.rate_limits import RequestLimiter
+from app.core.errors import ServiceError
+from app.core.rate_limits import RateLimited, RequestLimiter
 from app.services.api_keys import Caller, KeyResolver, Scope
 
 API_KEY_SCHEME = "ApiKey"
+
+_WWW_AUTHENTICATE = {
+    "WWW-Authenticate": {
+        "description": "`Bearer`, with `error` and `scope` (RFC 6750) when a key was sent.",
+        "schema": {"type": "string"},
+    }
+}
+
+
+class Unauthorized(ServiceError):
+    """No API key, or one that is unknown or revoked."""
+
+    status = 401
+    slug = "unauthorized"
+    title = "Missing, unknown or revoked API key"
+    documented_headers = _WWW_AUTHENTICATE
+
+    def __init__(self, detail: str, *, key_sent: bool) -> None:
+        super().__init__(detail)
+        # RFC 6750: a request without credentials gets the bare challenge; a bad
+        # key is named as such, so a client knows not to retry it.
+        self.challenge = 'Bearer error="invalid_token"' if key_sent else "Bearer"
+
+    def response_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": self.challenge}
+
+
+class Forbidden(ServiceError):
+    """A valid key without the scope this route needs."""
+
+    status = 403
+    slug = "insufficient-scope"
+    title = "The API key lacks the scope this route needs"
+    documented_headers = _WWW_AUTHENTICATE
+
+    def __init__(self, detail: str, *, scope: str) -> None:
+        super().__init__(detail)
+        self.scope = scope
+
+    def response_headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{self.scope}"'}
+
+
+# What any route that checks a key may answer; every such router documents them.
+AUTH_ERRORS: tuple[type[ServiceError], ...] = (Unauthorized, Forbidden, RateLimited)
 
 
 # The key cache and the rate counter live on app.state (one per process), read

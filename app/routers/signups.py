@@ -1,21 +1,16 @@
 """POST /signups."""
 
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Body, Depends, Response
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Body, Depends
 
-from app.core.errors import (
-    AUTH_ERRORS,
-    EmailAlreadyRegistered,
-    IdempotencyKeyInProgress,
-    WebhookUrlRefused,
-    problem_responses,
-)
+from app.core.errors import problem_responses
 from app.core.openapi import request_examples, success_response
-from app.routers.deps import AuditDep, SessionDep, SettingsDep
-from app.routers.idempotency import IdempotencyKeyHeader, replay
+from app.routers.deps import AfterCommitDep, SessionDep, SettingsDep
+from app.routers.idempotency import IdempotencyKeyHeader
 from app.routers.security import (
+    AUTH_ERRORS,
     PUBLIC,
     OptionalCallerDep,
     check_scope,
@@ -25,8 +20,10 @@ from app.schemas import examples
 from app.schemas.user import UserCreate, UserWithWebhookSecret
 from app.services import signups
 from app.services.api_keys import Scope
-from app.services.idempotency import StoredResponse
-from app.services.signups import user_location
+from app.services.idempotency import IdempotencyKeyInProgress
+from app.services.signups import EmailAlreadyRegistered
+from app.services.users import user_location
+from app.services.webhooks import WebhookUrlRefused
 from app.tasks.welcome_email import send_welcome_email
 
 router = APIRouter(tags=["signups"])
@@ -72,20 +69,19 @@ async def create_signup(
     caller: OptionalCallerDep,
     session: SessionDep,
     settings: SettingsDep,
-    background_tasks: BackgroundTasks,
-    audit: AuditDep,
-    response: Response,
+    after_commit: AfterCommitDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> UserWithWebhookSecret | JSONResponse:
+) -> UserWithWebhookSecret:
     if payload.webhook_url is not None:
         # A webhook endpoint and its signing secret are users:write business.
         check_scope(caller, Scope.USERS_WRITE)
-    outcome = await signups.create(session, payload, settings, idempotency_key)
-    if isinstance(outcome, StoredResponse):
-        return replay(outcome)
-    # The user and the owed email are committed: scheduling now cannot lose the
-    # email, only delay it until recovery if this process dies first.
-    background_tasks.add_task(send_welcome_email, outcome.id)
-    audit.record("user.signed_up", f"users/{outcome.id}", webhook=outcome.webhook_url is not None)
-    response.headers["Location"] = user_location(outcome.id)
-    return outcome
+    user = await signups.create(
+        session, payload=payload, settings=settings, idempotency_key=idempotency_key
+    )
+    return after_commit.created(
+        user,
+        location=user_location(user.id),
+        work=partial(send_welcome_email, user.id),
+        action="user.signed_up",
+        webhook=user.webhook_url is not None,
+    )

@@ -1,34 +1,37 @@
-"""/uploads: CSV bulk imports, answered at once and ingested in the background."""
+"""/uploads: CSV bulk imports, answered at once and imported in the background."""
 
 import uuid
-from typing import Annotated, Any
+from functools import partial
+from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 
-from app.core.errors import (
-    AUTH_ERRORS,
-    EmptyUpload,
-    IdempotencyKeyInProgress,
-    InvalidUpload,
-    UnsupportedUpload,
-    UploadNotFound,
-    UploadTooLarge,
-    problem_responses,
-)
+from app.core.config import Settings
+from app.core.errors import problem_responses
 from app.core.openapi import success_response
 from app.core.request_limits import allow_body
-from app.routers.deps import AuditDep, DatabaseDep, SessionDep, SettingsDep
-from app.routers.idempotency import IdempotencyKeyHeader, replay
-from app.routers.security import requires
+from app.routers import multipart
+from app.routers.deps import AfterCommitDep, DatabaseDep, SessionDep, SettingsDep
+from app.routers.idempotency import IdempotencyKeyHeader
+from app.routers.multipart import InvalidUpload
+from app.routers.security import AUTH_ERRORS, requires
 from app.schemas import examples
-from app.schemas.query import CursorQuery
+from app.schemas.query import CursorQuery, LimitQuery
 from app.schemas.upload import UploadPage, UploadRead
-from app.services import upload_storage, uploads
+from app.services import uploads
 from app.services.api_keys import Scope
-from app.services.idempotency import StoredResponse
-from app.services.uploads import upload_location
-from app.tasks.ingest_upload import ingest_upload
+from app.services.idempotency import IdempotencyKeyInProgress
+from app.services.upload_files import (
+    EmptyUpload,
+    IncomingFile,
+    InsufficientStorage,
+    StoredFile,
+    UnsupportedUpload,
+    UploadTooLarge,
+)
+from app.services.uploads import UploadNotFound, upload_location
+from app.tasks.csv_import import import_csv
 
 router = APIRouter(
     prefix="/uploads",
@@ -42,6 +45,9 @@ router = APIRouter(
 # these two fields and no other, and a `file` that is text, not empty and
 # free of NUL bytes. (OpenAPI 3.1 names the file's type with contentMediaType;
 # Swagger UI shows a file picker for it.)
+# Room in a request, beyond the file itself, for boundaries, part headers and fields.
+_ENVELOPE_BYTES = 64 * 1024
+
 _MULTIPART_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -91,6 +97,7 @@ _MULTIPART_BODY: dict[str, Any] = {
             UnsupportedUpload,
             EmptyUpload,
             InvalidUpload,
+            InsufficientStorage,
             IdempotencyKeyInProgress,
             body=True,
         ),
@@ -102,29 +109,57 @@ async def create_upload(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    background_tasks: BackgroundTasks,
-    audit: AuditDep,
-    response: Response,
+    after_commit: AfterCommitDep,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> UploadRead | JSONResponse:
-    # The file streams to disk under the upload's own cap, not the JSON bodies' one.
-    allow_body(request.scope, upload_storage.max_request_bytes(settings))
-    outcome = await uploads.create(
+) -> UploadRead:
+    file, filename, send_welcome = await _receive(request, settings)
+    upload = await uploads.create(
         session,
-        settings,
-        request.stream(),
-        content_type=request.headers.get("content-type"),
-        content_length=request.headers.get("content-length"),
+        file=file,
+        filename=filename,
+        send_welcome=send_welcome,
         idempotency_key=idempotency_key,
     )
-    if isinstance(outcome, StoredResponse):
-        return replay(outcome)
-    # The file and the owed import are committed: scheduling now cannot lose
-    # the import, only delay it until recovery if this process dies first.
-    background_tasks.add_task(ingest_upload, outcome.id)
-    audit.record("upload.created", f"uploads/{outcome.id}")
-    response.headers["Location"] = upload_location(outcome.id)
-    return outcome
+    return after_commit.created(
+        upload,
+        location=upload_location(upload.id),
+        work=partial(import_csv, upload.id),
+        action="upload.created",
+    )
+
+
+async def _receive(request: Request, settings: Settings) -> tuple[StoredFile, str, bool]:
+    """The body's file, stored; its name as the client gave it; whether to send welcomes."""
+    form_boundary = multipart.boundary(request.headers.get("content-type"), file_field="file")
+    most = settings.upload_max_bytes + _ENVELOPE_BYTES
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > most:
+        # Said up front: refuse before reading a byte of it.
+        raise UploadTooLarge(
+            f"the file is larger than the limit of {settings.upload_max_bytes} bytes"
+        )
+    # The file streams to disk under the upload's own cap, not the JSON bodies' one.
+    allow_body(request.scope, most)
+    async with await IncomingFile.open(settings) as incoming:
+        form = await multipart.read_form(
+            request.stream(),
+            boundary=form_boundary,
+            file_field="file",
+            other_fields=frozenset({"send_welcome"}),
+            sink=incoming,
+        )
+        send_welcome = _boolean(form.fields.get("send_welcome"))
+        return await incoming.keep(), form.filename, send_welcome
+
+
+def _boolean(value: str | None) -> bool:
+    """send_welcome, which the schema types as boolean: `true` or `false`, as a form sends it."""
+    if value is None:
+        return True
+    cleaned = value.strip().lower()
+    if cleaned in ("true", "false"):
+        return cleaned == "true"
+    raise InvalidUpload(f"send_welcome must be true or false, not {cleaned[:20]!r}")
 
 
 @router.get(
@@ -140,7 +175,7 @@ async def create_upload(
 async def list_uploads(
     session: SessionDep,
     cursor: CursorQuery = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    limit: LimitQuery = 50,
 ) -> UploadPage:
     return await uploads.recent(session, cursor=cursor, limit=limit)
 
@@ -160,7 +195,7 @@ async def list_uploads(
     dependencies=[requires(Scope.UPLOADS_READ)],
 )
 async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
-    return await uploads.get(session, upload_id)
+    return await uploads.get(session, upload_id=upload_id)
 
 
 @router.get(
@@ -180,9 +215,9 @@ async def get_upload(upload_id: uuid.UUID, session: SessionDep) -> UploadRead:
 async def upload_errors(
     upload_id: uuid.UUID, session: SessionDep, database: DatabaseDep
 ) -> StreamingResponse:
-    await uploads.ensure_exists(session, upload_id)
+    await uploads.ensure_exists(session, upload_id=upload_id)
     return StreamingResponse(
-        uploads.errors_csv(database.request_sessions, upload_id),
+        uploads.errors_csv(database.request_sessions, upload_id=upload_id),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="upload-{upload_id}-errors.csv"'},
     )

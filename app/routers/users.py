@@ -2,27 +2,23 @@
 resend the welcome email, rotate the webhook signing secret."""
 
 import uuid
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Body, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 
-from app.core.errors import (
-    AUTH_ERRORS,
-    RateLimited,
-    UserNotFound,
-    WebhookNotConfigured,
-    WebhookUrlRefused,
-    WelcomeEmailInProgress,
-    problem_responses,
-)
+from app.core.errors import problem_responses
 from app.core.openapi import request_examples, success_response
-from app.routers.deps import AuditDep, SessionDep, SettingsDep
-from app.routers.security import requires
+from app.core.rate_limits import RateLimited
+from app.routers.deps import AfterCommitDep, AuditorDep, SessionDep, SettingsDep
+from app.routers.security import AUTH_ERRORS, requires
 from app.schemas import examples
 from app.schemas.fields import EmailParameter
 from app.schemas.user import UserList, UserRead, UserUpdate, UserWithWebhookSecret
 from app.services import users
 from app.services.api_keys import Scope
+from app.services.users import UserNotFound, WelcomeEmailInProgress
+from app.services.webhooks import WebhookNotConfigured, WebhookUrlRefused
 from app.tasks.welcome_email import send_welcome_email
 
 router = APIRouter(
@@ -50,7 +46,7 @@ async def find_users(
         Query(description="The address to look up.", json_schema_extra={"format": "email"}),
     ],
 ) -> UserList:
-    return UserList(items=await users.find_by_email(session=session, email=email))
+    return UserList(items=await users.find_by_email(session, email=email))
 
 
 @router.get(
@@ -64,7 +60,7 @@ async def find_users(
     dependencies=[requires(Scope.USERS_READ)],
 )
 async def get_user(user_id: uuid.UUID, session: SessionDep) -> UserRead:
-    return await users.get(session, user_id)
+    return await users.get(session, user_id=user_id)
 
 
 @router.patch(
@@ -93,11 +89,11 @@ async def update_user(
     ],
     session: SessionDep,
     settings: SettingsDep,
-    audit: AuditDep,
+    auditor: AuditorDep,
 ) -> UserWithWebhookSecret:
-    updated = await users.update(session, user_id, payload, settings)
+    updated = await users.update(session, user_id=user_id, payload=payload, settings=settings)
     if updated.change is not None:
-        audit.record(updated.change, f"users/{user_id}")
+        auditor.record(updated.change, f"users/{user_id}")
     return updated.user
 
 
@@ -121,10 +117,10 @@ async def update_user(
     dependencies=[requires(Scope.USERS_WRITE)],
 )
 async def rotate_webhook_secret(
-    user_id: uuid.UUID, session: SessionDep, settings: SettingsDep, audit: AuditDep
+    user_id: uuid.UUID, session: SessionDep, settings: SettingsDep, auditor: AuditorDep
 ) -> UserWithWebhookSecret:
-    user = await users.rotate_webhook_secret(session, user_id, settings)
-    audit.record("user.webhook_secret_rotated", f"users/{user_id}")
+    user = await users.rotate_webhook_secret(session, user_id=user_id, settings=settings)
+    auditor.record("user.webhook_secret_rotated", f"users/{user_id}")
     return user
 
 
@@ -138,9 +134,9 @@ async def rotate_webhook_secret(
     },
     dependencies=[requires(Scope.USERS_WRITE)],
 )
-async def delete_user(user_id: uuid.UUID, session: SessionDep, audit: AuditDep) -> Response:
-    await users.delete(session, user_id)
-    audit.record("user.deleted", f"users/{user_id}")
+async def delete_user(user_id: uuid.UUID, session: SessionDep, auditor: AuditorDep) -> Response:
+    await users.delete(session, user_id=user_id)
+    auditor.record("user.deleted", f"users/{user_id}")
     return Response(status_code=204)
 
 
@@ -165,10 +161,12 @@ async def resend_welcome_email(
     user_id: uuid.UUID,
     session: SessionDep,
     settings: SettingsDep,
-    background_tasks: BackgroundTasks,
-    audit: AuditDep,
+    after_commit: AfterCommitDep,
 ) -> UserRead:
-    user = await users.resend_welcome(session, user_id, settings)
-    background_tasks.add_task(send_welcome_email, user.id)
-    audit.record("user.welcome_email_resent", f"users/{user_id}")
+    user = await users.resend_welcome(session, user_id=user_id, settings=settings)
+    after_commit.schedule(
+        partial(send_welcome_email, user.id),
+        action="user.welcome_email_resent",
+        resource=f"users/{user_id}",
+    )
     return user

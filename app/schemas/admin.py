@@ -2,21 +2,17 @@
 
 import uuid
 from datetime import datetime
-from typing import Literal, cast
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from app.models.base import TaskStatus
 from app.schemas.query import NextCursor
 
-# The must-complete kinds of app.tasks.registry, by name, so the schema lists them
-# (tests/tasks/test_task_kinds.py keeps the two in step).
+# The must-complete kinds (app.models.TASK_STATES), by name, so the schema lists them
+# (tests/tasks/test_task_kinds.py keeps the two in step). The API names a kind;
+# in app.tasks a kind is its TaskKind, whose `name` this is.
 TaskKindName = Literal["welcome_email", "csv_import", "notification_email", "notification_webhook"]
-
-
-def task_kind_name(name: str) -> TaskKindName:
-    """A registered kind's name, as the API types it."""
-    return cast(TaskKindName, name)
 
 
 class TaskKindSummary(BaseModel):

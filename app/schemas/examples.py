@@ -96,14 +96,20 @@ def _later(seconds: float) -> datetime:
 
 
 _WELCOME_PENDING = WelcomeEmailRead(
-    status=TaskStatus.PENDING, attempts=0, next_attempt_at=_AT, sent_at=None, last_error=None
-)
-_WELCOME_SENT = WelcomeEmailRead(
-    status=TaskStatus.SUCCEEDED,
-    attempts=1,
-    next_attempt_at=None,
-    sent_at=_later(0.4),
+    status=TaskStatus.PENDING,
+    attempts=0,
+    next_attempt_at=_AT,
+    succeeded_at=None,
+    failed_at=None,
     last_error=None,
+)
+_WELCOME_SENT = _WELCOME_PENDING.model_copy(
+    update={
+        "status": TaskStatus.SUCCEEDED,
+        "attempts": 1,
+        "next_attempt_at": None,
+        "succeeded_at": _later(0.4),
+    }
 )
 USER = UserRead(
     id=_USER_ID,
@@ -143,7 +149,7 @@ NOTIFICATION_OWED = NotificationRead(
     attempts=0,
     next_attempt_at=_later(60),
     created_at=_later(60),
-    delivered_at=None,
+    succeeded_at=None,
     failed_at=None,
     last_error=None,
 )
@@ -152,7 +158,7 @@ NOTIFICATION_DELIVERED = NOTIFICATION_OWED.model_copy(
         "status": TaskStatus.SUCCEEDED,
         "attempts": 1,
         "next_attempt_at": None,
-        "delivered_at": _later(60.3),
+        "succeeded_at": _later(60.3),
     }
 )
 NOTIFICATIONS = NotificationPage(items=[NOTIFICATION_DELIVERED], next_cursor=None)
@@ -165,6 +171,7 @@ _UPLOAD = UploadSummary(
     send_welcome=True,
     status=TaskStatus.SUCCEEDED,
     attempts=1,
+    next_attempt_at=None,
     bytes_read=96,
     rows_total=3,
     rows_imported=2,
@@ -173,7 +180,8 @@ _UPLOAD = UploadSummary(
     ignored_columns=[],
     created_at=_later(120),
     started_at=_later(120.1),
-    finished_at=_later(120.2),
+    succeeded_at=_later(120.2),
+    failed_at=None,
     last_error=None,
 )
 _ERRORS_CSV = f"/uploads/{_UPLOAD_ID}/errors.csv"
@@ -194,12 +202,13 @@ UPLOAD_ACCEPTED = UploadRead(
         **dict(_UPLOAD),
         "status": TaskStatus.PENDING,
         "attempts": 0,
+        "next_attempt_at": _later(120),
         "bytes_read": 0,
         "rows_total": 0,
         "rows_imported": 0,
         "rows_rejected": 0,
         "started_at": None,
-        "finished_at": None,
+        "succeeded_at": None,
     },
     first_errors=[],
     errors_csv=_ERRORS_CSV,
@@ -247,8 +256,15 @@ _FAILED = FailedTaskRead(
     failed_at=_later(0.5),
 )
 FAILED_TASKS = FailedTaskPage(items=[_FAILED], next_cursor=None)
+# Owed afresh: no attempt made, and nothing of the failed run's outcome kept.
 TASK_RETRIED = TaskRead(
-    **{**dict(_FAILED), "status": TaskStatus.PENDING, "attempts": 0, "failed_at": None}
+    **{
+        **dict(_FAILED),
+        "status": TaskStatus.PENDING,
+        "attempts": 0,
+        "failed_at": None,
+        "last_error": None,
+    }
 )
 AUDIT = AuditPage(
     items=[

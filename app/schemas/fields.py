@@ -1,4 +1,4 @@
-"""Field types shared by the API and the CSV importer, so both validate alike."""
+"""Field types shared by the API and the CSV import, so both validate alike."""
 
 import re
 import unicodedata

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.models.base import TaskStatus
-from app.models.notification import Channel, Notification
+from app.models.notification import NOTIFICATION_STATES, Channel, Notification
 from app.schemas.fields import Subject
 from app.schemas.query import NextCursor
+from app.schemas.task_state import TaskStateRead
 
 
 class NotificationCreate(BaseModel):
@@ -22,35 +22,29 @@ class NotificationCreate(BaseModel):
     )
 
 
-class NotificationRead(BaseModel):
+class NotificationRead(TaskStateRead):
+    """A notification and its delivery: succeeded_at is when the mail server or the
+    webhook receiver accepted it."""
+
     id: uuid.UUID = Field(description="Also the webhook-id header: the receiver's dedup key.")
     user_id: uuid.UUID
     channel: Channel
     subject: str
     body: str
-    status: TaskStatus = Field(description="pending, running, retrying, succeeded or failed")
-    attempts: int
-    next_attempt_at: datetime | None = Field(description="When a pending or retrying one is due.")
     created_at: datetime
-    delivered_at: datetime | None
-    failed_at: datetime | None
-    last_error: str | None
 
     @classmethod
     def from_model(cls, notification: Notification) -> "NotificationRead":
-        return cls(
-            id=notification.id,
-            user_id=notification.user_id,
-            channel=notification.channel,
-            subject=notification.subject,
-            body=notification.body,
-            status=notification.status,
-            attempts=notification.attempts,
-            next_attempt_at=notification.next_attempt_at,
-            created_at=notification.created_at,
-            delivered_at=notification.delivered_at,
-            failed_at=notification.failed_at,
-            last_error=notification.last_error,
+        return cls.model_validate(
+            {
+                "id": notification.id,
+                "user_id": notification.user_id,
+                "channel": notification.channel,
+                "subject": notification.subject,
+                "body": notification.body,
+                "created_at": notification.created_at,
+                **TaskStateRead.fields(NOTIFICATION_STATES[notification.channel], notification),
+            }
         )
 
 

@@ -16,6 +16,8 @@ CURSOR_PATTERN = r"^[A-Za-z0-9_-]{31}$"
 _CURSOR_HELP = "Opaque: `next_cursor` of the last page, passed back unchanged."
 
 CursorQuery = Annotated[str | None, Query(pattern=CURSOR_PATTERN, description=_CURSOR_HELP)]
+# How many items a page holds; every list takes it, with a default of 50.
+LimitQuery = Annotated[int, Query(ge=1, le=200)]
 
 NextCursor = Annotated[
     str | None,

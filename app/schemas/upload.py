@@ -5,9 +5,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from app.models.base import TaskStatus
-from app.models.upload import Upload, UploadRowError
+from app.models.upload import CSV_IMPORT_STATE, Upload, UploadRowError
 from app.schemas.query import NextCursor
+from app.schemas.task_state import TaskStateRead
 
 
 class UploadRowErrorRead(BaseModel):
@@ -21,14 +21,14 @@ class UploadRowErrorRead(BaseModel):
         return cls(line=error.line, email=error.email, name=error.name, reason=error.reason)
 
 
-class UploadSummary(BaseModel):
+class UploadSummary(TaskStateRead):
+    """An upload and its import: succeeded_at is when the last row was imported."""
+
     id: uuid.UUID
     filename: str = Field(description="As the client named it; the file is stored elsewhere.")
     size_bytes: int
     sha256: str
     send_welcome: bool
-    status: TaskStatus = Field(description="pending, running, retrying, succeeded or failed")
-    attempts: int
     bytes_read: int = Field(
         description="How far the import has read the file, of size_bytes: its progress, "
         "which moves a batch (UPLOAD_BATCH_ROWS rows) at a time."
@@ -41,11 +41,7 @@ class UploadSummary(BaseModel):
     rows_rejected: int = Field(description="Rows refused; see errors.csv.")
     ignored_columns: list[str] = Field(description="Header columns other than email and name.")
     created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None = Field(description="When the import succeeded or failed.")
-    last_error: str | None = Field(
-        description="Why the import failed (a bad header, say), or why its last attempt did."
-    )
+    started_at: datetime | None = Field(description="When the import's first attempt began.")
 
     @classmethod
     def fields_from(cls, upload: Upload) -> dict[str, object]:
@@ -55,8 +51,6 @@ class UploadSummary(BaseModel):
             "size_bytes": upload.size_bytes,
             "sha256": upload.sha256,
             "send_welcome": upload.send_welcome,
-            "status": upload.status,
-            "attempts": upload.attempts,
             "bytes_read": upload.next_offset,
             "rows_total": upload.rows_total,
             "rows_imported": upload.rows_imported,
@@ -65,8 +59,7 @@ class UploadSummary(BaseModel):
             "ignored_columns": upload.ignored_columns or [],
             "created_at": upload.created_at,
             "started_at": upload.started_at,
-            "finished_at": upload.succeeded_at or upload.failed_at,
-            "last_error": upload.last_error,
+            **TaskStateRead.fields(CSV_IMPORT_STATE, upload),
         }
 
     @classmethod

@@ -6,9 +6,10 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.models.base import TaskStatus, utcnow
-from app.models.user import User
+from app.models.base import utcnow
+from app.models.user import WELCOME_EMAIL_STATE, User
 from app.schemas.fields import Email, PersonName, WebhookUrl
+from app.schemas.task_state import TaskStateRead
 
 
 class UserCreate(BaseModel):
@@ -27,12 +28,8 @@ class UserUpdate(BaseModel):
     webhook_url: WebhookUrl | None = None
 
 
-class WelcomeEmailRead(BaseModel):
-    status: TaskStatus = Field(description="pending, running, retrying, succeeded or failed")
-    attempts: int
-    next_attempt_at: datetime | None = Field(description="When a pending or retrying email is due.")
-    sent_at: datetime | None
-    last_error: str | None
+class WelcomeEmailRead(TaskStateRead):
+    """The welcome email's delivery: succeeded_at is when the mail server accepted it."""
 
 
 class UserRead(BaseModel):
@@ -55,12 +52,8 @@ class UserRead(BaseModel):
     def from_model(cls, user: User) -> Self:
         welcome_email = None
         if user.welcome_status is not None:
-            welcome_email = WelcomeEmailRead(
-                status=user.welcome_status,
-                attempts=user.welcome_attempts,
-                next_attempt_at=user.welcome_next_attempt_at,
-                sent_at=user.welcome_sent_at,
-                last_error=user.welcome_last_error,
+            welcome_email = WelcomeEmailRead.model_validate(
+                TaskStateRead.fields(WELCOME_EMAIL_STATE, user)
             )
         return cls(
             id=user.id,

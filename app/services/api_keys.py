@@ -25,7 +25,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.db import SessionFactory
-from app.core.errors import ApiKeyNameRefused, ApiKeyNameTaken, ApiKeyNotFound
+from app.core.errors import Conflict, NotFound, ServiceError
 from app.models.api_key import ApiKey
 from app.models.base import utcnow
 from app.repositories import api_keys as api_keys_repo
@@ -34,6 +34,22 @@ from app.schemas.api_key import ApiKeyRead, IssuedApiKey
 from app.schemas.audit import AuditEntryCreate
 
 logger = logging.getLogger(__name__)
+
+
+class ApiKeyNameRefused(ServiceError):
+    status = 422
+    slug = "api-key-name-refused"
+    title = "API key name refused"
+
+
+class ApiKeyNameTaken(Conflict):
+    slug = "api-key-name-taken"
+    title = "API key name taken"
+
+
+class ApiKeyNotFound(NotFound):
+    slug = "api-key-not-found"
+    title = "API key not found"
 
 
 class Scope(StrEnum):
@@ -153,7 +169,7 @@ async def revoke(
         return _read(existing), False
 
 
-async def ensure_bootstrap(sessions: SessionFactory, key: SecretStr) -> None:
+async def ensure_bootstrap(sessions: SessionFactory, *, key: SecretStr) -> None:
     """Store BOOTSTRAP_API_KEY (its digest), with every scope, under the name `bootstrap`.
 
     Safe for many processes starting at once. A changed value replaces the old

@@ -6,7 +6,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.repositories import audit as audit_repo
 from app.schemas.audit import AuditEntryRead, AuditPage
-from app.services import cursor as page_cursor
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
@@ -23,23 +22,15 @@ async def search(
     cursor: str | None,
     limit: int,
 ) -> AuditPage:
-    since, until = _utc(since), _utc(until)
-    before = page_cursor.decode(cursor) if cursor else None
+    filters = audit_repo.AuditFilters(
+        action=action, resource=resource, actor=actor, since=_utc(since), until=_utc(until)
+    )
     async with session.begin():
-        rows = await audit_repo.search(
-            session,
-            action=action,
-            resource=resource,
-            actor=actor,
-            since=since,
-            until=until,
-            before=before,
-            limit=limit + 1,
-        )
-    page = [AuditEntryRead.model_validate(row, from_attributes=True) for row in rows[:limit]]
-    more = len(rows) > limit
-    next_cursor = page_cursor.encode(page[-1].occurred_at, page[-1].id) if more else None
-    return AuditPage(items=page, next_cursor=next_cursor)
+        page = await audit_repo.search(session, filters, cursor=cursor, limit=limit)
+    return AuditPage(
+        items=[AuditEntryRead.model_validate(row, from_attributes=True) for row in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 def _utc(moment: datetime | None) -> datetime | None:

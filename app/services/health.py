@@ -5,6 +5,7 @@ import asyncio
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.db import DatabaseUnreachable, root_cause
 from app.core.errors import ServiceUnavailable
 from app.core.migrations import current_revision, head_revision
 
@@ -16,8 +17,9 @@ async def check_ready(engine: AsyncEngine) -> str:
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS), engine.connect() as connection:
             revision = await current_revision(connection)
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
-        raise ServiceUnavailable(f"database unreachable: {type(exc).__name__}") from exc
+    except (SQLAlchemyError, DatabaseUnreachable, TimeoutError) as exc:
+        # Public: the kind of failure, not the address it was met at.
+        raise ServiceUnavailable(f"database unreachable: {type(root_cause(exc)).__name__}") from exc
     expected = head_revision()
     if revision != expected:
         raise ServiceUnavailable(

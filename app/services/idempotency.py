@@ -2,7 +2,9 @@
 
 The key, the work and the stored response commit in one transaction: either
 all of it happened (and a retry replays the response) or none of it did (and a
-retry does the work).
+retry does the work). A repeated request raises Replayed, which the HTTP layer
+answers with the first response (app.routers.idempotency): the services
+return only what they created.
 """
 
 import hashlib
@@ -11,12 +13,24 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import IdempotencyKeyInProgress, IdempotencyKeyReused
+from app.core.errors import Conflict, ServiceError
 from app.repositories import idempotency as idempotency_repo
 
 KEY_LIFETIME = timedelta(hours=24)
+
+
+class IdempotencyKeyReused(ServiceError):
+    status = 422
+    slug = "idempotency-key-reused"
+    title = "Idempotency key reused with another request"
+
+
+class IdempotencyKeyInProgress(Conflict):
+    slug = "idempotency-key-in-progress"
+    title = "A request with this idempotency key is still in progress"
 
 
 @dataclass(frozen=True)
@@ -26,6 +40,14 @@ class StoredResponse:
     status_code: int
     body: Any
     location: str | None = None
+
+
+class Replayed(Exception):
+    """The request repeats an earlier one with the same key: send `stored` again."""
+
+    def __init__(self, stored: StoredResponse) -> None:
+        super().__init__(stored.location)
+        self.stored = stored
 
 
 def fingerprint(payload: Any) -> str:
@@ -79,16 +101,21 @@ class IdempotencyGuard:
     scope: str
     key: str | None
 
-    async def reserve(
-        self, session: AsyncSession, request: Any, now: datetime
-    ) -> StoredResponse | None:
-        """The first response to replay, or None to go ahead (`request` is fingerprinted)."""
+    async def reserve(self, session: AsyncSession, request: Any, now: datetime) -> None:
+        """Take the key for this request (`request` is fingerprinted), or raise Replayed with
+        the first response. Raising inside the transaction rolls it back: nothing is done."""
         if self.key is None:
-            return None
-        return await _reserve(
+            return
+        stored = await _reserve(
             session, scope=self.scope, key=self.key, digest=fingerprint(request), now=now
         )
+        if stored is not None:
+            raise Replayed(stored)
 
-    async def remember(self, session: AsyncSession, response: StoredResponse) -> None:
+    async def remember(
+        self, session: AsyncSession, *, status_code: int, created: BaseModel, location: str
+    ) -> None:
+        """Store the response to replay for a repeat: `created`, as JSON, at `location`."""
         if self.key is not None:
+            response = StoredResponse(status_code, created.model_dump(mode="json"), location)
             await _remember(session, scope=self.scope, key=self.key, response=response)

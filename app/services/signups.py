@@ -3,24 +3,31 @@
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.config import Settings
-from app.core.errors import EmailAlreadyRegistered
+from app.core.errors import Conflict
 from app.integrations.webhooks import new_secret
 from app.models.base import utcnow
 from app.repositories import users as users_repo
 from app.schemas.user import UserCreate, UserWithWebhookSecret
-from app.services.idempotency import IdempotencyGuard, StoredResponse
+from app.services.idempotency import IdempotencyGuard
+from app.services.users import user_location
 from app.services.webhooks import vet_url
 
 IDEMPOTENCY_SCOPE = "POST /signups"
 
 
+class EmailAlreadyRegistered(Conflict):
+    slug = "email-already-registered"
+    title = "Email already registered"
+
+
 async def create(
     session: AsyncSession,
+    *,
     payload: UserCreate,
     settings: Settings,
     idempotency_key: str | None = None,
-) -> UserWithWebhookSecret | StoredResponse:
-    """The new user, committed; or, for a repeated Idempotency-Key, the first response.
+) -> UserWithWebhookSecret:
+    """The new user, committed with the welcome email it is owed (contract rule 1).
 
     With a webhook URL, the response carries its signing secret, once: a replay
     for the same Idempotency-Key does not repeat it (rotate to get a new one).
@@ -31,9 +38,7 @@ async def create(
     guard = IdempotencyGuard(IDEMPOTENCY_SCOPE, idempotency_key)
     async with session.begin():
         # Without None fields: a body without webhook_url fingerprints as before.
-        replay = await guard.reserve(session, payload.model_dump(exclude_none=True), now)
-        if replay is not None:
-            return replay
+        await guard.reserve(session, payload.model_dump(exclude_none=True), now)
         user = await users_repo.insert(
             session,
             email=payload.email,
@@ -47,12 +52,6 @@ async def create(
         created = UserWithWebhookSecret.from_model(user)
         # Stored before the secret is added: the stored copy never holds it.
         await guard.remember(
-            session,
-            StoredResponse(201, created.model_dump(mode="json"), user_location(user.id)),
+            session, status_code=201, created=created, location=user_location(user.id)
         )
-    # Committed: only now may the caller schedule the welcome email.
     return created.model_copy(update={"webhook_secret": secret})
-
-
-def user_location(user_id: object) -> str:
-    return f"/users/{user_id}"

@@ -1,4 +1,4 @@
-"""CSV uploads: receive the file, record the owed import, and report on it."""
+"""CSV uploads: record the stored file and the import it is owed, and report on it."""
 
 import csv
 import io
@@ -7,17 +7,14 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.config import Settings
 from app.core.db import SessionFactory
-from app.core.errors import UploadNotFound
+from app.core.errors import NotFound
 from app.models.base import utcnow
 from app.models.upload import Upload
 from app.repositories import uploads as uploads_repo
 from app.schemas.upload import UploadPage, UploadRead, UploadSummary
-from app.services import cursor as page_cursor
-from app.services import upload_storage
-from app.services.idempotency import IdempotencyGuard, StoredResponse
-from app.services.upload_storage import ReceivedFile
+from app.services.idempotency import IdempotencyGuard
+from app.services.upload_files import StoredFile
 
 IDEMPOTENCY_SCOPE = "POST /uploads"
 FIRST_ERRORS = 10
@@ -26,67 +23,56 @@ _ERRORS_PAGE = 1000
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-async def create(
-    session: AsyncSession,
-    settings: Settings,
-    body: AsyncIterator[bytes],
-    *,
-    content_type: str | None,
-    content_length: str | None,
-    idempotency_key: str | None = None,
-) -> UploadRead | StoredResponse:
-    """Store the file, then commit the upload owing its import; or replay a repeated request.
-
-    The file is complete and durable before the row that points at it
-    commits; if the row does not commit (or the request is a replay), the
-    file is removed again.
-    """
-    received = await upload_storage.receive(
-        body, content_type=content_type, content_length=content_length, settings=settings
-    )
-    try:
-        outcome = await _record(session, received, idempotency_key)
-    except BaseException:
-        await received.discard()
-        raise
-    if isinstance(outcome, StoredResponse):
-        await received.discard()  # the first request's copy is the one being imported
-    return outcome
-
-
-async def _record(
-    session: AsyncSession, received: ReceivedFile, idempotency_key: str | None
-) -> UploadRead | StoredResponse:
-    now = utcnow()
-    guard = IdempotencyGuard(IDEMPOTENCY_SCOPE, idempotency_key)
-    async with session.begin():
-        # The same bytes and the same choice: the same request.
-        request = {"sha256": received.sha256, "send_welcome": received.send_welcome}
-        replay = await guard.reserve(session, request, now)
-        if replay is not None:
-            return replay
-        upload = await uploads_repo.insert_upload(
-            session,
-            upload_id=received.upload_id,
-            filename=received.filename,
-            stored_name=received.stored_name,
-            size_bytes=received.size_bytes,
-            sha256=received.sha256,
-            send_welcome=received.send_welcome,
-            now=now,
-        )
-        created = UploadRead.with_errors(upload, [])
-        response = StoredResponse(202, created.model_dump(mode="json"), upload_location(upload.id))
-        await guard.remember(session, response)
-    # Committed: only now may the caller schedule the import.
-    return created
+class UploadNotFound(NotFound):
+    slug = "upload-not-found"
+    title = "Upload not found"
 
 
 def upload_location(upload_id: uuid.UUID) -> str:
     return f"/uploads/{upload_id}"
 
 
-async def get(session: AsyncSession, upload_id: uuid.UUID) -> UploadRead:
+async def create(
+    session: AsyncSession,
+    *,
+    file: StoredFile,
+    filename: str,
+    send_welcome: bool,
+    idempotency_key: str | None = None,
+) -> UploadRead:
+    """The upload of a stored file, committed with the import it is owed (contract rule 1).
+
+    The file is complete and durable before the row that points at it
+    commits; if the row does not commit (a repeated request among others),
+    the file is removed again: the first request's copy is the one imported.
+    """
+    now = utcnow()
+    guard = IdempotencyGuard(IDEMPOTENCY_SCOPE, idempotency_key)
+    try:
+        async with session.begin():
+            # The same bytes and the same choice: the same request.
+            await guard.reserve(session, {"sha256": file.sha256, "send_welcome": send_welcome}, now)
+            upload = await uploads_repo.insert_upload(
+                session,
+                upload_id=file.upload_id,
+                filename=filename,
+                stored_name=file.stored_name,
+                size_bytes=file.size_bytes,
+                sha256=file.sha256,
+                send_welcome=send_welcome,
+                now=now,
+            )
+            created = UploadRead.with_errors(upload, [])
+            await guard.remember(
+                session, status_code=202, created=created, location=upload_location(upload.id)
+            )
+    except BaseException:
+        await file.discard()
+        raise
+    return created
+
+
+async def get(session: AsyncSession, *, upload_id: uuid.UUID) -> UploadRead:
     async with session.begin():
         upload = await _existing(session, upload_id)
         errors = await uploads_repo.row_errors(session, upload_id, after_line=0, limit=FIRST_ERRORS)
@@ -95,22 +81,18 @@ async def get(session: AsyncSession, upload_id: uuid.UUID) -> UploadRead:
 
 async def recent(session: AsyncSession, *, cursor: str | None, limit: int) -> UploadPage:
     """Uploads newest first, a page at a time."""
-    before = page_cursor.decode(cursor) if cursor else None
     async with session.begin():
-        uploads = await uploads_repo.list_recent(session, before=before, limit=limit + 1)
-    page = uploads[:limit]
-    next_cursor = (
-        page_cursor.encode(page[-1].created_at, page[-1].id) if len(uploads) > limit else None
-    )
-    return UploadPage(items=[UploadSummary.from_model(u) for u in page], next_cursor=next_cursor)
+        page = await uploads_repo.list_recent(session, cursor=cursor, limit=limit)
+    items = [UploadSummary.from_model(upload) for upload in page.items]
+    return UploadPage(items=items, next_cursor=page.next_cursor)
 
 
-async def ensure_exists(session: AsyncSession, upload_id: uuid.UUID) -> None:
+async def ensure_exists(session: AsyncSession, *, upload_id: uuid.UUID) -> None:
     async with session.begin():
         await _existing(session, upload_id)
 
 
-async def errors_csv(sessions: SessionFactory, upload_id: uuid.UUID) -> AsyncIterator[bytes]:
+async def errors_csv(sessions: SessionFactory, *, upload_id: uuid.UUID) -> AsyncIterator[bytes]:
     """Every rejected row as CSV (line, email, name, reason), a page at a time.
 
     Each page is read in a short transaction of its own, so a slow download

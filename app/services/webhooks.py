@@ -1,8 +1,22 @@
 """Webhook endpoints: vet a URL before it is stored, and issue signing secrets."""
 
 from app.core.config import Settings
-from app.core.errors import WebhookUrlRefused
+from app.core.errors import Conflict, ServiceError
 from app.integrations import ssrf
+
+
+class WebhookUrlRefused(ServiceError):
+    status = 422
+    slug = "webhook-url-refused"
+    title = "Webhook URL refused"
+
+
+class WebhookNotConfigured(Conflict):
+    """A valid request that needs a webhook URL the user does not have: a state conflict."""
+
+    slug = "webhook-not-configured"
+    title = "The user has no webhook URL"
+
 
 # A URL is vetted inside a request; a resolver that hangs must not hang the request.
 _RESOLVE_WITHIN_SECONDS = 5.0

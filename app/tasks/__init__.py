@@ -1,1 +1,2 @@
-"""Background work: the shared contract (runner), one module per task, and recovery."""
+"""Background work: the runner (the contract, once), the process's runtime it reaches by
+name, one module per task kind, the registry, and recovery."""

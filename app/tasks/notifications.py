@@ -107,14 +107,12 @@ _COLUMNS = (
 )
 
 NOTIFICATION_EMAIL = TaskKind(
-    name="notification_email",
     state=NOTIFICATION_STATES[Channel.EMAIL],
     perform=_send_email,
     concurrency=lambda settings: settings.notification_email_concurrency,
     returning=_COLUMNS,
 )
 NOTIFICATION_WEBHOOK = TaskKind(
-    name="notification_webhook",
     state=NOTIFICATION_STATES[Channel.WEBHOOK],
     perform=_send_webhook,
     concurrency=lambda settings: settings.notification_webhook_concurrency,

@@ -14,10 +14,8 @@ import random
 from collections import Counter
 from datetime import timedelta
 
-from sqlalchemy.exc import DBAPIError
-
 from app.core import metrics
-from app.core.db import single_statement
+from app.core.db import describe, is_database_unavailable, single_statement
 from app.core.shutdown import Shutdown
 from app.models.base import utcnow
 from app.repositories import tasks as tasks_repo
@@ -32,13 +30,13 @@ Report = dict[str, Counter[str]]
 
 async def recover_once(runtime: Runtime, kinds: dict[str, TaskKind] | None = None) -> Report:
     """One pass over every kind; returns, per kind, how many rows were found and how they ended."""
-    metrics.RECOVERY_PASSES.inc()
     kinds = kinds if kinds is not None else MUST_COMPLETE
     results = await asyncio.gather(*(_recover_kind(runtime, kind) for kind in kinds.values()))
     return dict(zip(kinds, results, strict=True))
 
 
 async def _recover_kind(runtime: Runtime, kind: TaskKind) -> Counter[str]:
+    metrics.RECOVERY_PASSES.labels(kind.name).inc()
     settings = runtime.settings
     now = utcnow()
     report: Counter[str] = Counter()
@@ -55,7 +53,7 @@ async def _recover_kind(runtime: Runtime, kind: TaskKind) -> Counter[str]:
             limit=settings.recovery_batch_size,
         )
     report["due"] = len(row_ids)
-    for status in await run_tasks(kind, row_ids):
+    for status in await run_tasks(kind, row_ids):  # one attempt each: retries are due later
         report[str(status) if status is not None else "skipped"] += 1
     if row_ids or report["abandoned"]:
         logger.info(
@@ -80,15 +78,15 @@ async def _recover_kind_forever(runtime: Runtime, shutdown: Shutdown, kind: Task
     while not shutdown.requested.is_set():
         busy = False
         try:
-            report = await recover_once(runtime, {kind.name: kind})
-            busy = any(counts["due"] >= settings.recovery_batch_size for counts in report.values())
-        except (DBAPIError, OSError) as exc:
-            # The database is down: say so briefly, and try again next interval.
-            metrics.RECOVERY_ERRORS.inc()
-            logger.warning("recovery pass failed: %s: %s", type(exc).__name__, exc)
-        except Exception:
-            metrics.RECOVERY_ERRORS.inc()
-            logger.exception("recovery pass failed")
+            report = await _recover_kind(runtime, kind)
+            busy = report["due"] >= settings.recovery_batch_size
+        except Exception as exc:
+            metrics.RECOVERY_ERRORS.labels(kind.name).inc()
+            if is_database_unavailable(exc):
+                # An outage: say so briefly, and try again next interval.
+                logger.warning("recovery pass failed: %s", describe(exc))
+            else:
+                logger.exception("recovery pass failed")
         if busy:
             continue
         # A little jitter keeps the passes of many processes from falling into step.

@@ -1,28 +1,22 @@
-"""The background-task contract, implemented once: claim, act under a timeout, settle, retry.
+"""The background-task contract, implemented once: slot, claim, act under a timeout, settle.
 
-Every must-complete task is a TaskKind: where its state lives (TaskState) and
-what it does (`perform`). `run_task` is what BackgroundTasks and recovery call.
+The contract is stated in the README ("How it works", rules 1 to 9); the rule
+numbers below are its. Every must-complete task is a TaskKind: where its state
+lives (TaskState) and what it does (`perform`). There is one way through:
 
-1. Claim with one conditional UPDATE ... RETURNING: due and not running, or
-   running with an expired lease. No row back means someone else has it or
-   finished it, and we stop. Two runs, workers or replicas never both act.
-2. Perform under a timeout shorter than the lease.
-3. Settle, fenced by the lease we wrote, so a run whose lease expired cannot
-   overwrite the run that took over: `succeeded`; `retrying` after exponential
-   backoff with full jitter for transient errors; `failed` for permanent errors
-   or when attempts run out, keeping the last error.
-4. Retry short transient failures right here, within a few seconds of backoff;
-   beyond that the row stays `retrying` with its due time, for recovery.
-5. Bound concurrency per kind, taking the slot before the claim, so waiting
-   for a slot never eats into the lease.
-6. Never raise: Starlette skips the remaining background tasks of a request
-   after an exception. Everything is caught, recorded and logged.
-7. Cut off by shutdown, hand the row back (`retrying`, due now) so the next
-   process does not wait for the lease to expire.
-8. Work that may outlast one lease (a long import) has a time limit of its own
-   and renews its lease while it runs, so a live run is never taken over and a
-   dead one still is, once its last renewal runs out. Renewal moves the fencing
-   token, so writes fenced by it hold the token steady (`Lease.held`).
+    run_tasks(kind, row_ids)         recovery: many rows; a BackgroundTask: one
+      slot      wait for a free slot of the kind, before the claim (rule 7)
+      claim     one conditional UPDATE ... RETURNING for as many rows as there
+                are free slots; rows not returned are someone else's (rule 3)
+      attempt   `perform` under the kind's time limit (rule 4), renewing the
+                lease meanwhile if the kind asks for it (rule 8)
+      settle    fenced by the lease (rule 5), shielded from cancellation
+      retry     a backoff short enough to wait out here: the row goes round
+                again as a batch of one; a longer one is left to recovery
+
+Nothing raises out of it (rule 6): Starlette would skip a request's remaining
+background tasks. Cut off by shutdown, an attempt hands its row back, due at
+once, so the next process need not wait for the lease to run out.
 """
 
 import asyncio
@@ -36,17 +30,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import DBAPIError
 
 from app.core import metrics
 from app.core.config import Settings
-from app.core.db import single_statement
+from app.core.db import is_database_unavailable, single_statement
 from app.core.logging import log_context
 from app.integrations.errors import DeliveryError
 from app.models.base import TaskStatus, utcnow
 from app.models.task_state import TaskState
 from app.repositories import tasks as tasks_repo
-from app.tasks.runtime import Runtime, current
+from app.tasks.runtime import Limiter, Runtime, current
 
 logger = logging.getLogger(__name__)
 
@@ -108,19 +101,22 @@ def default_timeout(settings: Settings) -> float:
 
 @dataclass(frozen=True, eq=False)
 class TaskKind:
-    """A kind of must-complete work: its name, its state columns and its business logic.
+    """A kind of must-complete work: its state columns and its business logic.
 
     `timeout` is one attempt's time limit. A kind whose attempts may outlast
     the lease (TASK_LEASE_SECONDS) must set `renews_lease`.
     """
 
-    name: str
     state: TaskState
     perform: Callable[[Runtime, Claim], Awaitable[None]]
     concurrency: Callable[[Settings], int]
     returning: tasks_repo.Returning = ()
     timeout: Callable[[Settings], float] = default_timeout
     renews_lease: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.state.name
 
 
 @dataclass(frozen=True)
@@ -131,80 +127,50 @@ class _Outcome:
 
 
 async def run_task(kind: TaskKind, row_id: uuid.UUID) -> TaskStatus | None:
-    """Take one piece of work as far as it can go now; return where it ended.
+    """A BackgroundTask's run: one row, retried here while its backoff is short
+    (TASK_INLINE_RETRY_SECONDS in all). Where it ended, as for `run_tasks`."""
+    [status] = await run_tasks(kind, [row_id], retry_inline=True)
+    return status
 
-    None means this run's outcome does not count: another run had the row (or
-    took it over, its lease having run out), it was not due, or the database
-    could not be reached. Never raises an Exception.
+
+async def run_tasks(
+    kind: TaskKind, row_ids: list[uuid.UUID], *, retry_inline: bool = False
+) -> list[TaskStatus | None]:
+    """Take each row as far as it can go now; return where each ended, in order.
+
+    None means that row's run does not count: another run had it (or took it
+    over, its lease having run out), it was not due, the backlog of runs
+    waiting for a slot was full, or the database could not be reached. The row
+    keeps its durable state either way, for recovery. Never raises an Exception.
     """
-    with log_context(task=kind.name, row_id=str(row_id)):
+    with log_context(task=kind.name):
         try:
             runtime = current()
-            limiter = runtime.limiter(kind.name, kind.concurrency(runtime.settings))
-            if limiter.full:
-                logger.info("backlog full; the row waits in the database for recovery")
-                return None
-            budget = runtime.settings.task_inline_retry_seconds
-            while True:
-                async with limiter.slot():
-                    claim = await _claim(runtime, kind, row_id)
-                    if claim is None:
-                        return None
-                    outcome = await _attempt(runtime, kind, claim)
-                if outcome is None:
-                    return None
-                if outcome.retry_in is None or outcome.retry_in > budget:
-                    return outcome.status
-                budget -= outcome.retry_in
-                await asyncio.sleep(outcome.retry_in)
-        except Exception:
-            # Claim or settle failed (database unreachable?). The row keeps its
-            # durable state, and recovery picks it up when it is due again.
-            logger.exception("task stopped before settling; recovery will resume it")
-            return None
+        except RuntimeError:
+            logger.exception("no task runtime in this process; the rows stay due")
+            return [None] * len(row_ids)
+        retry_within = runtime.settings.task_inline_retry_seconds if retry_inline else 0.0
+        return await _run(runtime, kind, row_ids, retry_within)
 
 
-async def run_tasks(kind: TaskKind, row_ids: list[uuid.UUID]) -> list[TaskStatus | None]:
-    """Run many rows of one kind, as recovery does: one attempt each, no inline retries.
-
-    Whenever slots are free it claims that many rows in one statement, so a
-    backlog is drained without a claim round trip per row. Rows another
-    process won are skipped (None). Never raises an Exception.
-    """
-    runtime = current()
-    limiter = runtime.limiter(kind.name, kind.concurrency(runtime.settings))
+async def _run(
+    runtime: Runtime, kind: TaskKind, row_ids: list[uuid.UUID], retry_within: float
+) -> list[TaskStatus | None]:
+    limiter = runtime.limiters.of(kind)
+    if limiter.full:
+        logger.info("backlog full; %d rows wait in the database", len(row_ids))
+        return [None] * len(row_ids)
     statuses: dict[uuid.UUID, TaskStatus | None] = dict.fromkeys(row_ids)
-    waiting = list(reversed(row_ids))
+
+    async def run(claim: Claim) -> None:
+        statuses[claim.row_id] = await _run_claimed(runtime, kind, limiter, claim, retry_within)
+
     running: set[asyncio.Task[None]] = set()
-
-    async def attempt(claim: Claim) -> None:
-        try:
-            with log_context(task=kind.name, row_id=str(claim.row_id)):
-                outcome = await _attempt(runtime, kind, claim)
-                statuses[claim.row_id] = outcome.status if outcome is not None else None
-        except Exception:
-            logger.exception("task stopped before settling; recovery will resume it")
-        finally:
-            limiter.release()
-
     try:
-        while waiting:
-            await limiter.acquire()
-            slots = 1
-            while slots < len(waiting) and await limiter.try_acquire():
-                slots += 1
-            chunk = [waiting.pop() for _ in range(slots)]
-            try:
-                claims = await _claim_many(runtime, kind, chunk)
-            except Exception:
-                logger.exception("claiming %d %s rows failed; they stay due", slots, kind.name)
-                claims = []
-            for _ in range(slots - len(claims)):
-                limiter.release()
-            for claim in claims:
-                task = asyncio.create_task(attempt(claim))
-                running.add(task)
-                task.add_done_callback(running.discard)
+        async for claim in _claims(runtime, kind, limiter, row_ids):
+            task = asyncio.create_task(run(claim))
+            running.add(task)
+            task.add_done_callback(running.discard)
         if running:
             await asyncio.gather(*running)
     finally:
@@ -213,7 +179,53 @@ async def run_tasks(kind: TaskKind, row_ids: list[uuid.UUID]) -> list[TaskStatus
     return [statuses[row_id] for row_id in row_ids]
 
 
-async def _claim_many(runtime: Runtime, kind: TaskKind, row_ids: list[uuid.UUID]) -> list[Claim]:
+async def _claims(
+    runtime: Runtime, kind: TaskKind, limiter: Limiter, row_ids: list[uuid.UUID]
+) -> AsyncIterator[Claim]:
+    """The rows won, each holding a slot: as many claimed per statement as slots are free,
+    so a backlog drains without a claim round trip per row."""
+    waiting = list(reversed(row_ids))
+    while waiting:
+        await limiter.acquire()
+        slots = 1
+        while slots < len(waiting) and limiter.try_acquire():
+            slots += 1
+        chunk = [waiting.pop() for _ in range(slots)]
+        try:
+            claims = await _claim(runtime, kind, chunk)
+        except Exception:
+            logger.exception("claiming %d rows failed; they stay due", slots)
+            claims = []
+        for _ in range(slots - len(claims)):
+            limiter.release()
+        for claim in claims:
+            yield claim
+
+
+async def _run_claimed(
+    runtime: Runtime, kind: TaskKind, limiter: Limiter, claim: Claim, retry_within: float
+) -> TaskStatus | None:
+    """Attempt a claimed row, freeing its slot after; go round again if the backoff fits."""
+    try:
+        with log_context(row_id=str(claim.row_id)):
+            outcome = await _attempt(runtime, kind, claim)
+    except Exception:
+        # The settle failed (database unreachable?). The row keeps its durable
+        # state, and recovery picks it up when it is due again.
+        logger.exception("task stopped before settling; recovery will resume it")
+        return None
+    finally:
+        limiter.release()
+    if outcome is None:
+        return None
+    if outcome.retry_in is None or outcome.retry_in > retry_within:
+        return outcome.status
+    await asyncio.sleep(outcome.retry_in)
+    [status] = await _run(runtime, kind, [claim.row_id], retry_within - outcome.retry_in)
+    return status
+
+
+async def _claim(runtime: Runtime, kind: TaskKind, row_ids: list[uuid.UUID]) -> list[Claim]:
     now = utcnow()
     lease_until = now + timedelta(seconds=runtime.settings.task_lease_seconds)
     async with single_statement(runtime.engine) as connection:
@@ -237,44 +249,47 @@ async def _claim_many(runtime: Runtime, kind: TaskKind, row_ids: list[uuid.UUID]
     ]
 
 
-async def _claim(runtime: Runtime, kind: TaskKind, row_id: uuid.UUID) -> Claim | None:
-    claims = await _claim_many(runtime, kind, [row_id])
-    return claims[0] if claims else None
-
-
 async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome | None:
     """Perform and settle one claimed attempt; None if another run took the row over."""
-    settings = runtime.settings
-    timeout = kind.timeout(settings)
     started = time.perf_counter()
     with log_context(attempt=claim.attempt), runtime.in_flight.track():
         try:
-            async with asyncio.timeout(timeout), _renewing(runtime, kind, claim):
-                await kind.perform(runtime, claim)
+            outcome = await _perform(runtime, kind, claim)
         except LeaseLost:
             logger.warning("lease lost: another run owns this row now; stopping")
             return None
-        except PermanentTaskError as exc:
-            outcome = _Outcome(TaskStatus.FAILED, str(exc))
-        except DeliveryError as exc:
-            outcome = _after_failure(settings, claim, str(exc), exc.transient, exc.retry_after)
-        except TimeoutError:
-            error = f"timed out after {timeout:g}s"
-            outcome = _after_failure(settings, claim, error, transient=True)
         except asyncio.CancelledError:
             # Shutdown ran out of grace. Hand the row back, due at once, rather
             # than leave it to wait out its lease; then let the cancellation go on.
             interrupted = _Outcome(TaskStatus.RETRYING, "interrupted by shutdown", retry_in=0)
             await asyncio.shield(_settle(runtime, kind, claim, interrupted))
             raise
-        except Exception as exc:
-            logger.exception("task failed unexpectedly")
-            error = f"unexpected error: {type(exc).__name__}: {exc}"
-            outcome = _after_failure(settings, claim, error, transient=True)
-        else:
-            outcome = _Outcome(TaskStatus.SUCCEEDED)
+        if not await _settle(runtime, kind, claim, outcome):
+            return None
         metrics.TASK_DURATION.labels(kind.name).observe(time.perf_counter() - started)
-        return outcome if await _settle(runtime, kind, claim, outcome) else None
+        return outcome
+
+
+async def _perform(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome:
+    """Run the kind's business logic under its time limit; what it came to."""
+    settings = runtime.settings
+    timeout = kind.timeout(settings)
+    try:
+        async with asyncio.timeout(timeout), _renewing(runtime, kind, claim):
+            await kind.perform(runtime, claim)
+    except PermanentTaskError as exc:
+        return _Outcome(TaskStatus.FAILED, str(exc))
+    except DeliveryError as exc:
+        return _after_failure(settings, claim, str(exc), exc.transient, exc.retry_after)
+    except TimeoutError:
+        return _after_failure(settings, claim, f"timed out after {timeout:g}s", transient=True)
+    except LeaseLost:
+        raise
+    except Exception as exc:
+        logger.exception("task failed unexpectedly")
+        error = f"unexpected error: {type(exc).__name__}: {exc}"
+        return _after_failure(settings, claim, error, transient=True)
+    return _Outcome(TaskStatus.SUCCEEDED)
 
 
 @asynccontextmanager
@@ -317,13 +332,13 @@ async def _renew_lease(runtime: Runtime, kind: TaskKind, claim: Claim, stop: asy
             return
         try:
             renewed = await claim.lease.renew(extend)
-        except (DBAPIError, OSError) as exc:
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                logger.exception("lease renewal failed unexpectedly; no more renewals")
+                return
             # Two thirds of the lease are left: try again at the next beat.
             logger.warning("lease renewal failed (%s); trying again", type(exc).__name__)
             continue
-        except Exception:
-            logger.exception("lease renewal failed unexpectedly; no more renewals")
-            return
         if not renewed:
             # The work's own fenced writes will find out, and stop it.
             logger.warning("lease lost before renewal: another run owns this row now")
@@ -369,8 +384,8 @@ async def _settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outc
         try:
             settled = await _write_settle(runtime, kind, claim, outcome)
             break
-        except (DBAPIError, OSError) as exc:
-            if time.monotonic() + pause > deadline:
+        except Exception as exc:
+            if not is_database_unavailable(exc) or time.monotonic() + pause > deadline:
                 raise
             logger.warning("settle failed (%s); retrying in %.1fs", type(exc).__name__, pause)
             await asyncio.sleep(pause)

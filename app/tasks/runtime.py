@@ -10,66 +10,83 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+import anyio
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.core.db import Database, SessionFactory
+from app.core.processes import ProcessPool
 from app.integrations import webhooks
 from app.integrations.mail_capture import MailCapture
 from app.integrations.mailer import Mailer
-from app.tasks.processes import ProcessPool
+
+if TYPE_CHECKING:
+    from app.tasks.runner import TaskKind
 
 logger = logging.getLogger(__name__)
 
 # How long shutdown waits for cancelled attempts to hand their rows back.
 _HAND_BACK_SECONDS = 5.0
 # What the CSV workers import once, in the fork server, before any is forked.
-_WORKER_MODULES = ("app.tasks.upload_rows",)
+_WORKER_MODULES = ("app.services.csv_reader",)
 
 
 class Limiter:
     """At most `limit` runs of one task kind at once, and at most `backlog` waiting.
 
     A run takes its slot before it claims its row, so time spent waiting here
-    never eats into the lease or the timeout of the attempt.
+    never eats into the lease or the timeout of the attempt (contract rule 7).
+    Slots go to waiting runs first come, first served.
     """
 
     def __init__(self, limit: int, backlog: int) -> None:
-        self._semaphore = asyncio.Semaphore(limit)
-        self._waiting = 0
+        # fast_acquire: a free slot is taken without yielding to the event loop.
+        self._slots = anyio.Semaphore(limit, fast_acquire=True)
         self.backlog = backlog
 
     @property
+    def waiting(self) -> int:
+        """Runs waiting for a slot."""
+        return self._slots.statistics().tasks_waiting
+
+    @property
     def full(self) -> bool:
-        """Too many runs already waiting: leave this one's row to recovery."""
-        return self._waiting >= self.backlog
+        """Too many runs already waiting: leave this one's rows to recovery."""
+        return self.waiting >= self.backlog
 
     async def acquire(self) -> None:
-        self._waiting += 1
-        try:
-            await self._semaphore.acquire()
-        finally:
-            self._waiting -= 1
+        """Wait for a slot."""
+        await self._slots.acquire()
 
-    async def try_acquire(self) -> bool:
-        """Take a free slot if there is one, without waiting for it."""
-        if self._semaphore.locked():
+    def try_acquire(self) -> bool:
+        """Take a free slot if there is one, without waiting."""
+        try:
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
             return False
-        await self._semaphore.acquire()  # free: returns at once
         return True
 
     def release(self) -> None:
-        self._semaphore.release()
+        self._slots.release()
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        await self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
+
+class Limiters:
+    """One Limiter per task kind, each made on first use with its kind's own limit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._by_kind: dict[TaskKind, Limiter] = {}
+
+    def of(self, kind: "TaskKind") -> Limiter:
+        limiter = self._by_kind.get(kind)
+        if limiter is None:
+            limit = kind.concurrency(self._settings)
+            limiter = Limiter(limit, self._settings.task_backlog_limit)
+            self._by_kind[kind] = limiter
+        return limiter
 
 
 class InFlight:
@@ -103,19 +120,17 @@ class InFlight:
 
 @dataclass(frozen=True)
 class Runtime:
+    """What tasks reach: fixed for the process's life (the limiters and the count of
+    attempts in flight change inside their own objects)."""
+
     settings: Settings
     engine: AsyncEngine  # the task pool, separate from the request pool
     sessions: SessionFactory  # sessions on that same task pool
     mailer: Mailer
     http: httpx.AsyncClient  # webhooks: one pool of connections for the process
     processes: ProcessPool  # for CPU-heavy work (CSV parsing), off the event loop
+    limiters: Limiters
     in_flight: InFlight = field(default_factory=InFlight)
-    _limiters: dict[str, Limiter] = field(default_factory=dict)
-
-    def limiter(self, kind: str, limit: int) -> Limiter:
-        if kind not in self._limiters:
-            self._limiters[kind] = Limiter(limit, self.settings.task_backlog_limit)
-        return self._limiters[kind]
 
 
 _current: Runtime | None = None
@@ -150,6 +165,7 @@ async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[
         mailer=mailer,
         http=webhooks.open_client(settings),
         processes=ProcessPool(settings.upload_workers, preload=_WORKER_MODULES),
+        limiters=Limiters(settings),
     )
     install(runtime)
     try:

@@ -5,7 +5,7 @@ import uuid
 
 from app.integrations.mailer import compose, mail_domain
 from app.models.base import TaskStatus
-from app.models.user import WELCOME_STATE, User
+from app.models.user import WELCOME_EMAIL_STATE, User
 from app.tasks.runner import Claim, TaskKind, run_task
 from app.tasks.runtime import Runtime
 
@@ -37,8 +37,7 @@ async def _deliver(runtime: Runtime, claim: Claim) -> None:
 
 
 WELCOME_EMAIL = TaskKind(
-    name="welcome_email",
-    state=WELCOME_STATE,
+    state=WELCOME_EMAIL_STATE,
     perform=_deliver,
     concurrency=lambda settings: settings.smtp_pool_size,
     returning=(User.email, User.name, User.welcome_generation),

@@ -1,85 +1,30 @@
 """The central promise, proven by killing the real server: nothing lost, nothing sent twice."""
 
 import asyncio
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from tests.support.e2e import (
+    GRACEFUL_EXIT,
+    StartServer,
+    assert_each_delivered_once,
+    database_name,
+    insert_owed_users,
+    sign_up_many,
+    started_count,
+    until_every_welcome_succeeded,
+    welcome_statuses,
+    welcomes_in_flight,
+)
 from tests.support.keys import SERVER_KEY
 from tests.support.postgres import PostgresCluster
-from tests.support.server import PROJECT_ROOT, ServerProcess
+from tests.support.server import PROJECT_ROOT
 from tests.support.smtp import SMTPServer
 from tests.support.waiting import eventually, eventually_async
-
-StartServer = Callable[..., ServerProcess]
-# After its graceful shutdown uvicorn re-raises the signal it caught, so the
-# process ends "terminated by SIGTERM" (exit status 143 in a shell).
-GRACEFUL_EXIT = (0, -signal.SIGTERM)
-
-
-def database_name(url: str) -> str:
-    return url.rsplit("/", 1)[1]
-
-
-def welcome_statuses(cluster: PostgresCluster, url: str) -> dict[str, int]:
-    rows = cluster.psql(
-        "SELECT welcome_status, count(*) FROM users GROUP BY 1", database=database_name(url)
-    )
-    return {status: int(count) for status, count in (line.split("|") for line in rows.split())}
-
-
-def insert_owed_users(
-    cluster: PostgresCluster, url: str, count: int, *, due_in_seconds: float = -60
-) -> None:
-    """Users owing a welcome email, as a crash would leave them: no task scheduled."""
-    cluster.psql(
-        f"""
-        INSERT INTO users (id, email, name, created_at, welcome_status, welcome_generation,
-                           welcome_attempts, welcome_next_attempt_at)
-        SELECT gen_random_uuid(), 'owed' || n || '@example.com', 'Owed ' || n, now(),
-               'pending', 1, 0, now() + interval '{due_in_seconds} seconds'
-        FROM generate_series(1, {count}) AS n
-        """,  # noqa: S608 - numbers from the test itself
-        database=database_name(url),
-    )
-
-
-async def until_every_welcome_succeeded(
-    cluster: PostgresCluster, url: str, count: int, *, timeout: float
-) -> None:
-    await eventually(
-        lambda: welcome_statuses(cluster, url) == {"succeeded": count},
-        timeout=timeout,
-        interval=0.5,
-        what=f"all {count} welcome emails to succeed",
-    )
-
-
-def assert_each_delivered_once(smtp: SMTPServer, expected: int) -> None:
-    counts = smtp.message_id_counts()
-    duplicates = {message_id: n for message_id, n in counts.items() if n > 1}
-    assert duplicates == {}
-    assert len(counts) == expected
-
-
-async def sign_up_many(server: ServerProcess, count: int) -> list[str]:
-    # With the server's key: anonymous signups are limited per address.
-    async with server.client(timeout=30) as http:
-
-        async def one(n: int) -> str:
-            response = await http.post(
-                "/signups", json={"email": f"user{n}@example.com", "name": f"User {n}"}
-            )
-            assert response.status_code == 201
-            user_id: str = response.json()["id"]
-            return user_id
-
-        return list(await asyncio.gather(*(one(n) for n in range(count))))
 
 
 async def test_kill_9_while_smtp_holds_every_message_then_each_welcome_arrives_exactly_once(
@@ -90,10 +35,7 @@ async def test_kill_9_while_smtp_holds_every_message_then_each_welcome_arrives_e
 ) -> None:
     cluster, url = database
     env = {**server_env, "TASK_TIMEOUT_SECONDS": "3", "TASK_LEASE_SECONDS": "4"}
-    smtp.stall()
-    first = start_server(env)
-    await sign_up_many(first, 200)
-    await eventually(lambda: smtp.data_commands >= 8, what="sends to be in flight")
+    first = await welcomes_in_flight(start_server, env, smtp, signups=200)
 
     first.kill()
     assert smtp.messages == []
@@ -139,10 +81,7 @@ async def test_sigterm_past_the_grace_hands_work_back_and_a_restart_delivers_it_
     cluster, url = database
     # A long lease: if rows were not handed back, the restart would wait 300 s for them.
     env = {**server_env, "SHUTDOWN_GRACE_SECONDS": "2", "TASK_LEASE_SECONDS": "300"}
-    smtp.stall()
-    server = start_server(env)
-    await sign_up_many(server, 10)
-    await eventually(lambda: smtp.data_commands >= 8, what="sends to be in flight")
+    server = await welcomes_in_flight(start_server, env, smtp, signups=10)
 
     assert server.terminate(timeout=30) in GRACEFUL_EXIT
     assert "running" not in welcome_statuses(cluster, url)
@@ -162,10 +101,8 @@ async def test_the_end_of_the_grace_is_one_warning_and_cuts_an_unanswered_reques
 ) -> None:
     cluster, url = database
     env = {**server_env, "SHUTDOWN_GRACE_SECONDS": "1", "TASK_LEASE_SECONDS": "300"}
-    smtp.stall()
-    server = start_server(env)
-    await sign_up_many(server, 3)  # their emails hang in background tasks
-    await eventually(lambda: smtp.data_commands >= 3, what="sends to be in flight")
+    # Their emails hang in background tasks.
+    server = await welcomes_in_flight(start_server, env, smtp, signups=3, in_flight=3)
     # And an upload still arriving, its handler streaming it to disk.
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(
@@ -213,15 +150,6 @@ async def test_two_servers_recovering_500_due_rows_send_500_messages_without_dup
     assert_each_delivered_once(smtp, 500)
     started = [started_count(server) for server in servers]
     assert sum(started) == 500  # every claim won exactly once, across both servers
-
-
-def started_count(server: ServerProcess) -> int:
-    text = httpx.get(server.base_url + "/metrics", headers=server.headers).text
-    line = next(
-        line for line in text.splitlines()
-        if line.startswith('signup_tasks_started_total{kind="welcome_email"}')
-    )  # fmt: skip
-    return int(float(line.split()[-1]))
 
 
 async def test_a_20s_database_outage_with_due_work_ends_with_everything_delivered(

@@ -4,6 +4,7 @@ Debian's Chromium, driven by Playwright, resolves the service's name to
 loopback and every other name to nothing, as on an air-gapped machine. The
 service answers as the embedded default (`python -m app serve`), under a
 name that is not localhost, so nothing in the pages gets a localhost pass.
+Swagger UI's Authorize button takes an API key, and Try it out then sends it.
 """
 
 import os
@@ -15,16 +16,19 @@ import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, Request, async_playwright
 
+from tests.support.keys import SERVER_KEY
 from tests.support.server import ServerProcess
 
 CHROMIUM = "/usr/bin/chromium"
 HOST = "signup-service.test"  # resolved to 127.0.0.1 by the browser alone
+# An operation that needs a key: GET /admin/tasks.
+NEEDS_A_KEY = "#operations-admin-tasks_overview_admin_tasks_get"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     folder = tmp_path_factory.mktemp("docs")
-    env = {"DATA_DIR": str(folder / "data"), "LOG_LEVEL": "WARNING"}
+    env = {"DATA_DIR": str(folder / "data"), "BOOTSTRAP_API_KEY": SERVER_KEY}
     process = ServerProcess(env, folder / "server.log").start()
     yield process
     process.stop()
@@ -145,3 +149,34 @@ async def test_redoc_renders_every_operation_offline_without_fetching_anything_e
     # policy stops it before it leaves.
     assert all(urlsplit(url).hostname == "cdn.redoc.ly" for url in traffic.blocked_by_policy)
     assert all("cdn.redoc.ly" in violation for violation in traffic.violations)
+
+
+async def try_it(page: Page) -> str:
+    """Execute GET /admin/tasks from its panel; the status code Swagger UI shows."""
+    operation = page.locator(NEEDS_A_KEY)
+    await operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table tr.response .response-col_status").first
+    code = (await status.inner_text(timeout=10_000)).strip()
+    await operation.locator("button.btn-clear").click()
+    return code
+
+
+async def test_authorize_takes_an_api_key_and_try_it_out_then_succeeds(
+    browser: Browser, server: ServerProcess
+) -> None:
+    page, traffic = await open_page(browser, server, "/docs")
+    operation = page.locator(NEEDS_A_KEY)
+    await operation.locator(".opblock-summary").click()
+    await operation.locator("button.try-out__btn").click()
+
+    before = await try_it(page)
+    await page.locator("button.authorize").first.click()
+    dialog = page.locator(".dialog-ux")
+    await dialog.locator("input").first.fill(SERVER_KEY)
+    await dialog.locator("button.authorize").click()
+    await dialog.locator("button.btn-done").click()
+    after = await try_it(page)
+
+    assert (before, after) == ("401", "200")
+    assert SERVER_KEY not in server.log()
+    assert traffic.elsewhere() == []

@@ -1,20 +1,19 @@
 """CSV imports against a real server process: killed mid-file, stopped mid-file, fed garbage."""
 
 import os
-import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.support.e2e import GRACEFUL_EXIT, StartServer, count_rows
 from tests.support.postgres import PostgresCluster
 from tests.support.server import ServerProcess
 from tests.support.waiting import eventually_async
 
-StartServer = Callable[..., ServerProcess]
 BOUNDARY = "e2e-boundary-5f3a"
-GRACEFUL_EXIT = (0, -signal.SIGTERM)
 
 
 def people_csv(path: Path, rows: int) -> dict[str, int]:
@@ -33,10 +32,6 @@ def people_csv(path: Path, rows: int) -> dict[str, int]:
                 file.write(f"person{n}@example.com,Person {n}\n")
                 expected["imported"] += 1
     return expected
-
-
-def count_rows(cluster: PostgresCluster, url: str, table: str) -> int:
-    return int(cluster.psql(f"SELECT count(*) FROM {table}", database=url.rsplit("/", 1)[1]))  # noqa: S608
 
 
 async def post_file(http: httpx.AsyncClient, path: Path) -> str:
@@ -72,6 +67,28 @@ async def mid_import(http: httpx.AsyncClient, location: str, total: int) -> dict
     return await eventually_async(part_done, timeout=60, interval=0.01, what="a partial import")
 
 
+@dataclass(frozen=True)
+class MidImport:
+    server: ServerProcess
+    location: str  # the upload's URL
+    expected: dict[str, int]  # its counts, once imported
+    progress: dict[str, Any]  # the upload, as seen part way
+
+
+async def mid_import_of_100_000_rows(
+    start_server: StartServer, env: dict[str, str], tmp_path: Path
+) -> MidImport:
+    """A server started with `env`, part way through importing 100,000 rows in batches
+    of 500."""
+    csv_file = tmp_path / "people.csv"
+    expected = people_csv(csv_file, 100_000)
+    server = start_server({**env, "UPLOAD_BATCH_ROWS": "500"})
+    async with server.client(timeout=60) as http:
+        location = await post_file(http, csv_file)
+        progress = await mid_import(http, location, expected["total"])
+    return MidImport(server, location, expected, progress)
+
+
 def assert_counts_exact(body: dict[str, Any], expected: dict[str, int]) -> None:
     assert body["status"] == "succeeded"
     assert {key: body[f"rows_{key}"] for key in expected} == expected
@@ -84,24 +101,18 @@ async def test_kill_9_mid_import_then_restart_imports_each_row_once_with_exact_c
     tmp_path: Path,
 ) -> None:
     cluster, url = database
-    csv_file = tmp_path / "people.csv"
-    expected = people_csv(csv_file, 100_000)
     env = {
         **server_env,
-        "UPLOAD_BATCH_ROWS": "500",
         "TASK_TIMEOUT_SECONDS": "2",
         "TASK_LEASE_SECONDS": "3",  # the dead run's lease runs out soon after the restart
     }
-    first = start_server(env)
-
-    async with first.client(timeout=60) as http:
-        location = await post_file(http, csv_file)
-        progress = await mid_import(http, location, expected["total"])
-    first.kill()
+    first = await mid_import_of_100_000_rows(start_server, env, tmp_path)
+    first.server.kill()
 
     # Each batch commits its rows with its counts: what is in the table is what was counted.
-    assert count_rows(cluster, url, "users") <= progress["rows_total"] + 500
-    second = start_server(env)
+    assert count_rows(cluster, url, "users") <= first.progress["rows_total"] + 500
+    location, expected = first.location, first.expected
+    second = start_server(first.server.env)
     async with second.client(timeout=60) as http:
         body = await wait_for(http, location, status="succeeded")
 
@@ -118,23 +129,13 @@ async def test_sigterm_mid_import_hands_it_back_and_a_restart_finishes_it_at_onc
     tmp_path: Path,
 ) -> None:
     cluster, url = database
-    csv_file = tmp_path / "people.csv"
-    expected = people_csv(csv_file, 100_000)
     # A lease far longer than the test: only the hand-back can explain a prompt resume.
-    env = {
-        **server_env,
-        "UPLOAD_BATCH_ROWS": "500",
-        "SHUTDOWN_GRACE_SECONDS": "1",
-        "TASK_LEASE_SECONDS": "300",
-    }
-    server = start_server(env)
+    env = {**server_env, "SHUTDOWN_GRACE_SECONDS": "1", "TASK_LEASE_SECONDS": "300"}
+    stopped = await mid_import_of_100_000_rows(start_server, env, tmp_path)
+    assert stopped.server.terminate(timeout=30) in GRACEFUL_EXIT
 
-    async with server.client(timeout=60) as http:
-        location = await post_file(http, csv_file)
-        await mid_import(http, location, expected["total"])
-    assert server.terminate(timeout=30) in GRACEFUL_EXIT
-
-    restarted = start_server(env)
+    location, expected = stopped.location, stopped.expected
+    restarted = start_server(stopped.server.env)
     async with restarted.client(timeout=60) as http:
         handed_back = (await http.get(location)).json()
         body = await wait_for(http, location, status="succeeded")

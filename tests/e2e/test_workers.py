@@ -2,7 +2,7 @@
 
 from collections.abc import Callable
 
-from tests.e2e.test_crash_recovery import (
+from tests.support.e2e import (
     assert_each_delivered_once,
     sign_up_many,
     started_count,

@@ -116,19 +116,6 @@ async def test_other_4xx_are_permanent(
     assert isinstance(await failure(client, receiver), PermanentDeliveryError)
 
 
-@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-async def test_a_redirect_is_not_followed_and_fails_for_good(
-    client: httpx.AsyncClient, receiver: WebhookReceiver, status: int
-) -> None:
-    receiver.reply_with(Reply(status, headers={"Location": receiver.url_for("/elsewhere")}))
-
-    error = await failure(client, receiver)
-
-    assert isinstance(error, PermanentDeliveryError)
-    assert "not followed" in str(error)
-    assert [request.path for request in receiver.requests] == ["/hook"]
-
-
 @pytest.mark.parametrize(("header", "seconds"), [("7", 7.0), ("0", 0.0), ("date+60", 60.0)])
 async def test_retry_after_is_read_as_seconds_or_an_http_date(
     client: httpx.AsyncClient, receiver: WebhookReceiver, header: str, seconds: float

@@ -35,11 +35,11 @@ async def test_registered_addresses_are_skipped_and_new_ones_added_in_line_order
     engine = app.state.database.task_engine
     now = utcnow()
     async with engine.begin() as connection:
-        first = await bulk_users.copy_new(
+        first = await bulk_users.insert_new(
             connection, b'2,ada@example.com,"Lovelace, Ada"\n', send_welcome=True, now=now
         )
     async with engine.begin() as connection:
-        second = await bulk_users.copy_new(
+        second = await bulk_users.insert_new(
             connection,
             b"2,bob@example.com,Bob\n3,ada@example.com,Ada\n",
             send_welcome=False,
@@ -73,7 +73,7 @@ async def test_a_signup_racing_the_import_of_its_address_is_skipped_not_an_error
 
         async def import_batch() -> int:
             async with engine.begin() as connection:
-                return await bulk_users.copy_new(
+                return await bulk_users.insert_new(
                     connection,
                     b"2,ada@example.com,Ada\n3,race@example.com,Race\n4,bob@example.com,Bob\n",
                     send_welcome=False,

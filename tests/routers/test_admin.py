@@ -162,7 +162,7 @@ async def test_metrics_show_counters_durations_backlog_and_recovery_passes(
         'signup_tasks_retried_total{kind="welcome_email"}',
         'signup_task_duration_seconds_count{kind="welcome_email"}',
         'signup_tasks_due{kind="welcome_email"} 0.0',
-        "signup_recovery_passes_total",
+        'signup_recovery_passes_total{kind="welcome_email"}',
     ]:
         assert line in text
 

@@ -220,6 +220,29 @@ async def test_a_person_s_notifications_show_with_their_statuses(
     assert ">email<" in fragment
 
 
+async def test_a_person_s_notifications_page_back_in_time_and_return_to_the_newest(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console, "PAGE_SIZE", 2)
+    user_id = await sign_up(client, "ada@example.com")
+    for n in range(3):
+        sent = await client.post(
+            f"/users/{user_id}/notifications",
+            json={"channel": "email", "subject": f"Note {n}", "body": "Ready."},
+        )
+        assert sent.status_code == 202
+
+    first = (await client.get(f"/console/people/{user_id}/notifications")).text
+    [older] = re.findall(r'id="notifications-older" hx-get="([^"]+)"', first)
+    second = (await client.get(unescape(older))).text
+    [newest] = re.findall(r'id="notifications-newest" hx-get="([^"]+)"', second)
+
+    assert re.findall(r"<td>(Note \d)</td>", first + second) == ["Note 2", "Note 1", "Note 0"]
+    assert 'id="notifications-newest"' not in first
+    assert 'id="notifications-older"' not in second
+    assert unescape(newest) == f"/console/people/{user_id}/notifications"
+
+
 async def test_a_welcome_email_in_flight_is_watched_and_a_settled_one_is_not(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:

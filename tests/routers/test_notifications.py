@@ -47,7 +47,7 @@ async def test_a_notification_is_accepted_with_202_its_state_and_location(
     # The first answer, given before the delivery ran.
     assert (body["status"], body["attempts"]) == ("pending", 0)
     assert body["next_attempt_at"] == body["created_at"]
-    assert body["delivered_at"] is None
+    assert body["succeeded_at"] is None
     assert body["last_error"] is None
 
 
@@ -61,7 +61,7 @@ async def test_the_location_shows_the_delivered_notification(
 
     assert shown["status"] == "succeeded"
     assert shown["attempts"] == 1
-    assert shown["delivered_at"] >= shown["created_at"]
+    assert shown["succeeded_at"] >= shown["created_at"]
     assert shown["next_attempt_at"] is None
 
 

@@ -36,7 +36,8 @@ async def test_signup_answers_201_with_the_user_and_its_location(
         "status": "pending",
         "attempts": 0,
         "next_attempt_at": body["created_at"],
-        "sent_at": None,
+        "succeeded_at": None,
+        "failed_at": None,
         "last_error": None,
     }
 
@@ -67,7 +68,7 @@ async def test_background_task_sees_the_committed_user(
     user = (await client.get(response.headers["location"])).json()
     assert user["welcome_email"]["status"] == "succeeded"
     assert user["welcome_email"]["attempts"] == 1
-    assert user["welcome_email"]["sent_at"] is not None
+    assert user["welcome_email"]["succeeded_at"] is not None
     assert len(smtp.messages) == 1
 
 

@@ -5,6 +5,7 @@ POST returns here the import has run (in the real worker processes).
 """
 
 import csv
+import errno
 import hashlib
 import io
 import os
@@ -20,8 +21,10 @@ from sqlalchemy import func, select
 
 from app.core.config import Settings
 from app.models import AuditEntry, IdempotencyKey, Upload, User
+from app.services.upload_files import IncomingFile
 from app.tasks.recovery import recover_once
 from app.tasks.runtime import current
+from tests.support.keys import bearer
 from tests.support.smtp import SMTPServer
 
 PROBLEM = "application/problem+json"
@@ -96,7 +99,7 @@ async def test_an_upload_answers_202_at_once_and_the_import_then_runs_in_the_bac
     assert after["attempts"] == 1
     assert (after["rows_total"], after["rows_imported"]) == (2, 2)
     assert after["started_at"] is not None
-    assert after["finished_at"] >= after["started_at"]
+    assert after["succeeded_at"] >= after["started_at"]
 
 
 async def test_an_accepted_upload_is_audited_once(client: httpx.AsyncClient, app: FastAPI) -> None:
@@ -257,7 +260,7 @@ async def test_a_bad_header_fails_the_upload_with_its_reason_and_imports_nothing
     assert body["status"] == "failed"
     assert body["attempts"] == 1  # refused for good, not retried
     assert reason in body["last_error"]
-    assert body["finished_at"] is not None
+    assert body["failed_at"] is not None
     assert body["rows_total"] == 0
     assert await count(app, User) == 0
     await assert_still_serving(client)
@@ -486,6 +489,54 @@ async def test_an_empty_file_is_422(
 
     assert response.status_code == 422
     assert response.json()["type"] == "/problems/empty-upload"
+    await assert_nothing_written(app, settings)
+
+
+async def test_a_full_disk_during_an_upload_is_507_and_nothing_is_kept(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A disk cannot be filled here: the write meets ENOSPC as a full disk raises it."""
+
+    def no_room(self: IncomingFile, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(IncomingFile, "_write", no_room)
+
+    response = await upload(client, csv_of("ada@example.com,Ada"))
+
+    assert response.status_code == 507
+    assert response.json()["type"] == "/problems/insufficient-storage"
+    assert "nothing was kept" in response.json()["detail"]
+    assert "database" not in caplog.text
+    await assert_nothing_written(app, settings)
+
+
+async def test_another_disk_error_during_an_upload_is_a_500_not_a_database_outage(
+    app: FastAPI,
+    client_key: str,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken_disk(self: IncomingFile, data: bytes) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(IncomingFile, "_write", broken_disk)
+    # A 500 is sent, then the error raised on to the server, as Starlette does.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", headers=bearer(client_key)
+    ) as client:
+        response = await upload(client, csv_of("ada@example.com,Ada"))
+
+    assert response.status_code == 500
+    assert response.json()["type"] == "/problems/internal-error"
+    assert "database" not in response.text
+    assert "Input/output error" in caplog.text  # logged as what it is, with its traceback
     await assert_nothing_written(app, settings)
 
 

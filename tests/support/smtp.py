@@ -42,6 +42,7 @@ class _Handler:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.messages: list[ReceivedMessage] = []
+        self.attempts: list[ReceivedMessage] = []  # every DATA, accepted or not
         self.data_replies: deque[str] = deque()
         self.rcpt_replies: deque[str] = deque()
         self.data_commands = 0
@@ -76,8 +77,14 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        received = ReceivedMessage(
+            mail_from=envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            raw=envelope.original_content or b"",
+        )
         with self.lock:
             self.data_commands += 1
+            self.attempts.append(received)
             stall = self.stall_remaining is None or self.stall_remaining > 0
             if self.stall_remaining:
                 self.stall_remaining -= 1
@@ -92,13 +99,7 @@ class _Handler:
         with self.lock:
             reply = self.data_replies.popleft() if self.data_replies else "250 OK"
             if reply.startswith("250"):
-                self.messages.append(
-                    ReceivedMessage(
-                        mail_from=envelope.mail_from or "",
-                        rcpt_tos=list(envelope.rcpt_tos),
-                        raw=envelope.original_content or b"",
-                    )
-                )
+                self.messages.append(received)
         return reply
 
 
@@ -173,6 +174,12 @@ class SMTPServer:
     def messages(self) -> list[ReceivedMessage]:
         with self._handler.lock:
             return list(self._handler.messages)
+
+    @property
+    def attempted(self) -> list[ReceivedMessage]:
+        """Every message a client sent DATA for, whatever the reply: retries included."""
+        with self._handler.lock:
+            return list(self._handler.attempts)
 
     @property
     def connections(self) -> int:

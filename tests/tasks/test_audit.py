@@ -58,7 +58,10 @@ async def test_failed_requests_leave_no_audit_entry(
     assert await audit_entries(app) == []
 
 
-async def test_writing_the_same_entry_twice_stores_it_once(app: FastAPI) -> None:
+async def test_writing_the_same_entry_twice_stores_it_once(
+    app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Idempotent by its id: the second write is a no-op, not a failure."""
     entry = AuditEntryCreate(
         id=uuid.uuid4(),
         occurred_at=utcnow(),
@@ -76,6 +79,7 @@ async def test_writing_the_same_entry_twice_stores_it_once(app: FastAPI) -> None
     async with app.state.database.request_sessions() as session:
         count = await session.scalar(select(func.count()).select_from(AuditEntry))
     assert count == 1
+    assert "audit entry not written" not in caplog.text
 
 
 async def test_a_failing_audit_write_does_not_affect_the_response_or_the_email(

@@ -155,15 +155,18 @@ async def test_a_retry_after_beyond_the_backoff_cap_is_held_to_the_cap(
     assert before + timedelta(seconds=29) <= due <= utcnow() + timedelta(seconds=30)
 
 
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 async def test_a_redirect_is_not_followed(
-    client: httpx.AsyncClient, receiver: WebhookReceiver
+    client: httpx.AsyncClient, receiver: WebhookReceiver, status: int
 ) -> None:
-    receiver.reply_with(Reply(302, headers={"Location": receiver.url_for("/elsewhere")}))
+    """Not followed, and failed at once: a receiver that moved must be set anew."""
+    receiver.reply_with(Reply(status, headers={"Location": receiver.url_for("/elsewhere")}))
 
     state = await delivered(client, receiver)
 
     assert (state["status"], state["attempts"]) == ("failed", 1)
     assert "redirect" in state["last_error"]
+    assert "not followed" in state["last_error"]
     assert [r.path for r in receiver.requests] == ["/hook"]
 
 

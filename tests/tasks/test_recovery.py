@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 from sqlalchemy.exc import OperationalError
 
 from app.models.base import TaskStatus, utcnow
@@ -35,6 +36,20 @@ async def test_a_pass_delivers_pending_work_that_no_task_was_scheduled_for(
     assert report["welcome_email"]["succeeded"] == 1
     assert (await get_user(app, user_id)).welcome_status is TaskStatus.SUCCEEDED
     assert len(smtp.messages) == 1
+
+
+def passes(kind: str) -> float:
+    return REGISTRY.get_sample_value("signup_recovery_passes_total", {"kind": kind}) or 0.0
+
+
+async def test_a_pass_over_every_kind_counts_one_pass_for_each_kind(app: FastAPI) -> None:
+    """The loops pass over one kind at a time and `recover` over all: the count means the same."""
+    kinds = ["welcome_email", "csv_import", "notification_email", "notification_webhook"]
+    before = {kind: passes(kind) for kind in kinds}
+
+    await recover_once(current())
+
+    assert {kind: passes(kind) - before[kind] for kind in kinds} == dict.fromkeys(kinds, 1.0)
 
 
 @pytest.mark.parametrize("settings_overrides", [{"recovery_grace_seconds": 60}])

@@ -10,10 +10,18 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from app.models.base import TaskStatus
-from app.models.user import WELCOME_STATE
+from app.integrations.errors import TransientDeliveryError
+from app.models.base import TaskStatus, utcnow
+from app.models.user import WELCOME_EMAIL_STATE
 from app.tasks.recovery import recover_once
-from app.tasks.runner import Claim, LeaseLost, PermanentTaskError, TaskKind, run_task
+from app.tasks.runner import (
+    Claim,
+    LeaseLost,
+    PermanentTaskError,
+    TaskKind,
+    backoff_delay,
+    run_task,
+)
 from app.tasks.runtime import Runtime, current
 from tests.support.rows import get_user, insert_user
 from tests.support.waiting import eventually, eventually_async
@@ -27,12 +35,13 @@ def settings_overrides() -> dict[str, Any]:
     return {"task_timeout_seconds": 0.5, "task_lease_seconds": 0.6, "recovery_grace_seconds": 0}
 
 
-def make_kind(perform: Perform, *, renews_lease: bool, timeout: float = 10.0) -> TaskKind:
+def make_kind(
+    perform: Perform, *, renews_lease: bool, timeout: float = 10.0, concurrency: int = 4
+) -> TaskKind:
     return TaskKind(
-        name=f"test_{'renewing' if renews_lease else 'plain'}",
-        state=WELCOME_STATE,
+        state=WELCOME_EMAIL_STATE,
         perform=perform,
-        concurrency=lambda _settings: 4,
+        concurrency=lambda _settings: concurrency,
         timeout=lambda _settings: timeout,
         renews_lease=renews_lease,
     )
@@ -97,6 +106,104 @@ async def test_without_renewal_an_attempt_outliving_its_lease_is_taken_over_and_
     assert (user.welcome_status, user.welcome_attempts) == (TaskStatus.SUCCEEDED, 2)
 
 
+async def test_a_stale_run_cannot_settle_while_the_run_that_took_over_is_still_working(
+    app: FastAPI,
+) -> None:
+    """The lease is the fencing token: the status alone cannot tell the two runs apart."""
+    user_id = await insert_user(app, "ada@example.com")
+    first_may_finish, second_inside, second_may_finish = (asyncio.Event() for _ in range(3))
+
+    async def perform(_runtime: Runtime, claim: Claim) -> None:
+        if claim.attempt == 1:
+            await first_may_finish.wait()
+        else:
+            second_inside.set()
+            await second_may_finish.wait()
+
+    kind = make_kind(perform, renews_lease=False)
+    first = asyncio.create_task(run_task(kind, user_id))
+
+    async def lease_ran_out() -> bool:
+        user = await get_user(app, user_id)
+        return user.welcome_lease_until is not None and user.welcome_lease_until < utcnow()
+
+    await eventually_async(lease_ran_out, what="the first run's lease to run out")
+    second = asyncio.create_task(run_task(kind, user_id))
+    await asyncio.wait_for(second_inside.wait(), timeout=5)
+    first_may_finish.set()
+    stale = await first
+    while_second_works = await get_user(app, user_id)
+    second_may_finish.set()
+
+    assert stale is None
+    assert (while_second_works.welcome_status, while_second_works.welcome_attempts) == (
+        TaskStatus.RUNNING,
+        2,
+    )
+    assert await second is TaskStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    "settings_overrides",
+    [
+        {
+            "task_max_attempts": 50,
+            "task_backoff_base_seconds": 1,
+            "task_backoff_max_seconds": 3,
+            "task_inline_retry_seconds": 0,
+        }
+    ],
+)
+async def test_the_backoff_after_many_attempts_is_held_to_its_cap(app: FastAPI) -> None:
+    """Uncapped, the 30th attempt would wait up to 2**29 seconds: 17 years."""
+    user_id = await insert_user(app, "ada@example.com", welcome_attempts=29)
+
+    async def busy(_runtime: Runtime, _claim: Claim) -> None:
+        raise TransientDeliveryError("451 4.3.0 busy")
+
+    status = await run_task(make_kind(busy, renews_lease=False), user_id)
+    settled_by = utcnow()
+
+    assert status is TaskStatus.RETRYING
+    user = await get_user(app, user_id)
+    assert user.welcome_attempts == 30
+    assert user.welcome_next_attempt_at is not None
+    assert (user.welcome_next_attempt_at - settled_by).total_seconds() <= 3
+
+
+def test_backoff_is_random_up_to_the_cap_however_many_attempts_came_before() -> None:
+    delays = [backoff_delay(attempt, 1.0, 600.0) for attempt in range(1, 200) for _ in range(5)]
+
+    assert max(delays) <= 600.0
+    assert min(delays) >= 0.0
+
+
+async def test_a_run_waiting_for_a_slot_has_not_claimed_its_row(app: FastAPI) -> None:
+    """The slot comes before the claim: time spent waiting never eats into a lease."""
+    ada = await insert_user(app, "ada@example.com")
+    bob = await insert_user(app, "bob@example.com")
+    first_inside, first_may_finish = asyncio.Event(), asyncio.Event()
+
+    async def perform(_runtime: Runtime, claim: Claim) -> None:
+        if claim.row_id == ada:
+            first_inside.set()
+            await first_may_finish.wait()
+
+    kind = make_kind(perform, renews_lease=False, concurrency=1)
+    first = asyncio.create_task(run_task(kind, ada))
+    await asyncio.wait_for(first_inside.wait(), timeout=5)
+    second = asyncio.create_task(run_task(kind, bob))
+    await eventually(lambda: current().limiters.of(kind).waiting == 1, what="bob's run to wait")
+    while_waiting = await get_user(app, bob)
+    first_may_finish.set()
+
+    assert (while_waiting.welcome_status, while_waiting.welcome_attempts) == (
+        TaskStatus.PENDING,
+        0,
+    )
+    assert [await first, await second] == [TaskStatus.SUCCEEDED, TaskStatus.SUCCEEDED]
+
+
 async def test_work_that_finds_its_lease_lost_stops_and_settles_nothing(app: FastAPI) -> None:
     user_id = await insert_user(app, "ada@example.com")
 
@@ -130,7 +237,7 @@ async def test_a_kind_has_its_own_time_limit(app: FastAPI) -> None:
     user_id = await insert_user(app, "ada@example.com")
 
     async def forever(_runtime: Runtime, _claim: Claim) -> None:
-        await asyncio.sleep(60)
+        await asyncio.sleep(5)  # over its limit, and a failure if the limit is gone
 
     status = await run_task(make_kind(forever, renews_lease=True, timeout=0.2), user_id)
 

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from app.core.db import single_statement
 from app.models.base import TaskStatus, utcnow
-from app.models.user import WELCOME_STATE, User
+from app.models.user import WELCOME_EMAIL_STATE, User
 from app.repositories import tasks as tasks_repo
 from app.schemas.admin import TaskKindName
 from app.tasks.registry import MUST_COMPLETE
@@ -20,8 +20,8 @@ from app.tasks.runtime import current
 from tests.support.rows import ago, insert_user
 
 # Two kinds over the users table, split by name, standing in for two channels.
-ADA_ONLY = dataclasses.replace(WELCOME_STATE, where=(User.name == "Ada",))
-BOB_ONLY = dataclasses.replace(WELCOME_STATE, where=(User.name == "Bob",))
+ADA_ONLY = dataclasses.replace(WELCOME_EMAIL_STATE, where=(User.name == "Ada",))
+BOB_ONLY = dataclasses.replace(WELCOME_EMAIL_STATE, where=(User.name == "Bob",))
 
 
 def test_the_api_names_exactly_the_registered_kinds() -> None:
@@ -69,6 +69,6 @@ async def test_a_state_without_conditions_still_covers_every_row(app: FastAPI) -
     await two_users(app)
 
     async with single_statement(current().engine) as connection:
-        counts = await tasks_repo.count_by_status(connection, WELCOME_STATE)
+        counts = await tasks_repo.count_by_status(connection, WELCOME_EMAIL_STATE)
 
     assert counts[TaskStatus.PENDING] == 2

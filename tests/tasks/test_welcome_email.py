@@ -56,6 +56,18 @@ async def test_two_451_replies_then_250_succeed_after_three_attempts(
     assert smtp.data_commands == 3
 
 
+async def test_every_attempt_of_one_welcome_email_carries_the_same_message_id(
+    client: httpx.AsyncClient, smtp: SMTPServer
+) -> None:
+    """A receiver that took an attempt we counted as failed drops the retry by its id."""
+    smtp.reply_to_data("451 4.3.0 busy", "451 4.3.0 still busy")
+
+    user = await sign_up(client)
+
+    ids = [attempt.message_id for attempt in smtp.attempted]
+    assert ids == [f"<welcome.{user['id']}.1@signup-service.localhost>"] * 3
+
+
 async def test_550_fails_after_one_attempt_keeping_the_reply(
     client: httpx.AsyncClient, smtp: SMTPServer
 ) -> None:

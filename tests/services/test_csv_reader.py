@@ -2,13 +2,14 @@
 
 import csv
 import io
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.tasks.upload_rows import BadHeader, Batch, read_batch
+from app.services.csv_reader import BadHeader, Batch, read_batch
 
 MAX_LINE = 200
 
@@ -19,24 +20,43 @@ def stored(tmp_path: Path, content: bytes) -> Path:
     return path
 
 
-def read_all(path: Path, batch_rows: int = 1000, max_line_bytes: int = MAX_LINE) -> Batch:
-    """Every batch from the start, merged, as the ingestion task would read them."""
-    merged = Batch()
+Row = tuple[int, str, str]
+
+
+def kept(batch: Batch) -> list[Row]:
+    """The rows a batch keeps, read back from the CSV it hands the database."""
+    return [(int(n), e, m) for n, e, m in csv.reader(io.StringIO(batch.valid_csv.decode()))]
+
+
+@dataclass
+class Merged:
+    """Every batch of a file read from the start, as the CSV import would read them."""
+
+    kept: list[Row] = field(default_factory=list)
+    repeated: int = 0
+    rejected: list[tuple[int, str, str, str]] = field(default_factory=list)
+    valid: int = 0
+    ignored_columns: list[str] = field(default_factory=list)
+    next_offset: int = 0
+
+
+def read_all(path: Path, batch_rows: int = 1000, max_line_bytes: int = MAX_LINE) -> Merged:
+    merged = Merged()
     offset, line = 0, 1
     while True:
         batch = read_batch(path, offset, line, max_rows=batch_rows, max_line_bytes=max_line_bytes)
+        merged.kept += kept(batch)
         merged.valid += batch.valid
-        merged.distinct += batch.distinct
         merged.repeated += batch.repeated
         merged.rejected += batch.rejected
         merged.ignored_columns = batch.ignored_columns
         offset, line = batch.next_offset, batch.next_line
         if batch.finished:
-            merged.next_offset, merged.next_line, merged.finished = offset, line, True
+            merged.next_offset = offset
             return merged
 
 
-def reasons(batch: Batch) -> dict[int, str]:
+def reasons(batch: Batch | Merged) -> dict[int, str]:
     return {line: reason for line, _email, _name, reason in batch.rejected}
 
 
@@ -76,14 +96,14 @@ def test_header_is_case_insensitive_in_any_order_and_extra_columns_are_reported_
 
     batch = read_all(path)
 
-    assert batch.valid == [(2, "ada@example.com", "Ada"), (3, "bob@example.com", "Bob")]
+    assert batch.kept == [(2, "ada@example.com", "Ada"), (3, "bob@example.com", "Bob")]
     assert batch.ignored_columns == ["Company", "(column 4)", "notes"]
 
 
 def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
     path = stored(tmp_path, "\ufeffemail,name\nada@example.com,Ada\n".encode())
 
-    assert read_all(path).valid == [(2, "ada@example.com", "Ada")]
+    assert read_all(path).kept == [(2, "ada@example.com", "Ada")]
 
 
 def test_crlf_and_lf_line_ends_and_a_missing_final_newline_read_alike(tmp_path: Path) -> None:
@@ -92,8 +112,8 @@ def test_crlf_and_lf_line_ends_and_a_missing_final_newline_read_alike(tmp_path: 
     crlf = read_all(stored(tmp_path, "\r\n".join(rows).encode() + b"\r\n"))
     unterminated = read_all(stored(tmp_path, "\r\n".join(rows).encode()))
 
-    assert lf.valid == crlf.valid == unterminated.valid
-    assert lf.valid == [(2, "ada@example.com", "Ada"), (3, "bob@example.com", "Bob")]
+    assert lf.kept == crlf.kept == unterminated.kept
+    assert lf.kept == [(2, "ada@example.com", "Ada"), (3, "bob@example.com", "Bob")]
 
 
 def test_quoted_fields_keep_commas_and_newlines_and_line_numbers_stay_physical(
@@ -108,7 +128,7 @@ def test_quoted_fields_keep_commas_and_newlines_and_line_numbers_stay_physical(
 
     batch = read_all(path)
 
-    assert batch.valid == [
+    assert batch.kept == [
         (2, "ada@example.com", "Lovelace, Ada"),
         (6, "carol@example.com", "Carol"),
     ]
@@ -128,7 +148,7 @@ def test_latin_1_bytes_reject_their_row_with_its_line_number_and_the_rest_goes_o
 
     batch = read_all(path)
 
-    assert batch.valid == [(2, "ada@example.com", "Ada"), (4, "bob@example.com", "Bob")]
+    assert batch.kept == [(2, "ada@example.com", "Ada"), (4, "bob@example.com", "Bob")]
     [(line, email, name, reason)] = batch.rejected
     assert (line, email, name) == (3, "zoe@example.com", "Zo\ufffd")
     assert reason == "not valid UTF-8 (byte 0xE9 on line 3); save the file as UTF-8"
@@ -145,7 +165,7 @@ def test_a_line_over_the_limit_is_rejected_unread_and_the_rest_goes_on(tmp_path:
     batch = read_all(path)
 
     assert reasons(batch) == {2: f"longer than {MAX_LINE} bytes (an unclosed quote?)"}
-    assert batch.valid == [(3, "ada@example.com", "Ada")]
+    assert batch.kept == [(3, "ada@example.com", "Ada")]
 
 
 def test_an_unclosed_quote_swallows_at_most_the_line_limit(tmp_path: Path) -> None:
@@ -155,8 +175,8 @@ def test_an_unclosed_quote_swallows_at_most_the_line_limit(tmp_path: Path) -> No
     batch = read_all(path)
 
     assert list(reasons(batch)) == [2]
-    assert len(batch.valid) > 10  # the rows after the swallowed ones are read again
-    assert batch.valid[-1] == (22, "user19@example.com", "User 19")
+    assert len(batch.kept) > 10  # the rows after the swallowed ones are read again
+    assert batch.kept[-1] == (22, "user19@example.com", "User 19")
 
 
 @pytest.mark.parametrize(
@@ -181,7 +201,7 @@ def test_rows_are_validated_like_signups_and_rejected_with_the_reason(
 
     assert list(reasons(batch)) == [2]
     assert reasons(batch)[2].startswith(reason)
-    assert batch.valid == [(3, "bob@example.com", "Bob")]
+    assert batch.kept == [(3, "bob@example.com", "Bob")]
 
 
 def test_case_variants_are_one_address_kept_once_and_counted_again(tmp_path: Path) -> None:
@@ -189,7 +209,7 @@ def test_case_variants_are_one_address_kept_once_and_counted_again(tmp_path: Pat
 
     batch = read_all(path)
 
-    assert batch.valid == [(2, "ada@example.com", "Ada")]
+    assert batch.kept == [(2, "ada@example.com", "Ada")]
     assert batch.repeated == 1
 
 
@@ -200,14 +220,14 @@ def test_blank_lines_and_rows_of_empty_cells_are_skipped_uncounted(tmp_path: Pat
 
     batch = read_all(path)
 
-    assert batch.valid == [(3, "ada@example.com", "Ada"), (7, "bob@example.com", "Bob")]
+    assert batch.kept == [(3, "ada@example.com", "Ada"), (7, "bob@example.com", "Bob")]
     assert batch.rejected == []
 
 
 def test_a_header_only_file_is_finished_with_no_rows(tmp_path: Path) -> None:
     batch = read_all(stored(tmp_path, b"email,name\r\n"))
 
-    assert (batch.valid, batch.rejected, batch.finished) == ([], [], True)
+    assert (batch.kept, batch.rejected, batch.valid) == ([], [], 0)
 
 
 def test_a_batch_ends_on_a_record_boundary_the_next_batch_starts_from(tmp_path: Path) -> None:
@@ -220,7 +240,7 @@ def test_a_batch_ends_on_a_record_boundary_the_next_batch_starts_from(tmp_path: 
 
     assert (first.next_line, first.finished) == (4, False)
     assert path.read_bytes()[first.next_offset :].startswith(b"b@example.com")
-    assert second.valid == [(4, "b@example.com", "B")]
+    assert kept(second) == [(4, "b@example.com", "B")]
 
 
 cells = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
@@ -255,32 +275,25 @@ def test_reading_in_batches_gives_what_one_pass_gives(
 
     # Each batch keeps an address once; across batches, the database does.
     first_seen: dict[str, tuple[int, str, str]] = {}
-    for row in in_batches.valid:
+    for row in in_batches.kept:
         first_seen.setdefault(row[1], row)
-    assert list(first_seen.values()) == at_once.valid
-    assert in_batches.valid_rows == at_once.valid_rows
+    assert list(first_seen.values()) == at_once.kept
+    assert in_batches.valid == at_once.valid
     assert in_batches.rejected == at_once.rejected
     assert in_batches.next_offset == path.stat().st_size
 
 
-def test_for_copy_the_valid_rows_come_as_csv_postgresql_reads_back_alike(tmp_path: Path) -> None:
+def test_the_valid_rows_come_as_csv_postgresql_reads_back_alike(tmp_path: Path) -> None:
     path = stored(
         tmp_path,
         b'email,name\nada@example.com,"Lovelace, Ada"\nbob@example.com,"Bob ""the"" Builder"\n'
         b"ADA@example.com,Again\nbad,Eve\n",
     )
 
-    rows = read_batch(path, 0, 1, max_rows=100, max_line_bytes=MAX_LINE)
-    copied = read_batch(path, 0, 1, max_rows=100, max_line_bytes=MAX_LINE, for_copy=True)
+    batch = read_batch(path, 0, 1, max_rows=100, max_line_bytes=MAX_LINE)
 
-    assert copied.valid == []
-    assert (copied.distinct, copied.repeated, copied.rows) == (2, 1, 4)
-    parsed = [(int(n), e, m) for n, e, m in csv.reader(io.StringIO(copied.valid_csv.decode()))]
-    assert (
-        parsed
-        == rows.valid
-        == [
-            (2, "ada@example.com", "Lovelace, Ada"),
-            (3, "bob@example.com", 'Bob "the" Builder'),
-        ]
-    )
+    assert (batch.distinct, batch.repeated, batch.rows) == (2, 1, 4)
+    assert kept(batch) == [
+        (2, "ada@example.com", "Lovelace, Ada"),
+        (3, "bob@example.com", 'Bob "the" Builder'),
+    ]

@@ -8,7 +8,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from app.tasks.processes import ProcessPool
+from app.core.processes import ProcessPool
 from tests.support.server import PROJECT_ROOT
 from tests.support.waiting import eventually
 
@@ -54,7 +54,7 @@ async def test_workers_ignore_sigint_and_sigterm_the_server_decides_when_they_st
 
 SERVER = """
 import asyncio, os, signal, sys
-from app.tasks.processes import ProcessPool
+from app.core.processes import ProcessPool
 
 async def main():
     pool = ProcessPool(1)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.repositories import pagination as cursor
 from app.schemas.query import CURSOR_PATTERN
-from app.services import cursor
 
 # Naive bounds, as Hypothesis wants them; every value drawn is in UTC.
 moments = st.datetimes(

@@ -2,14 +2,14 @@
 
 The runner claims, renews the lease, retries and settles; this is the import.
 
-- Parsing and validation run in a worker process (`upload_rows.read_batch`),
+- Parsing and validation run in a worker process (`csv_reader.read_batch`),
   one batch ahead of the database, so the two overlap and the event loop only
   waits.
-- Each batch commits in one transaction: its new users (PostgreSQL: the worker
-  hands over CSV for COPY, see `bulk_users.copy_new`; SQLite: one
-  executemany), its rejected rows, its counts, and the checkpoint (the byte
-  offset after its last record). A run killed mid-file resumes at the last
-  checkpoint: no row is imported or counted twice.
+- Each batch commits in one transaction: its new users (`bulk_users.insert_new`:
+  COPY on PostgreSQL, one executemany elsewhere), its rejected rows, its
+  counts, and the checkpoint (the byte offset after its last record). A run
+  killed mid-file resumes at the last checkpoint: no row is imported or
+  counted twice.
 - That transaction first moves the checkpoint, fenced by the lease and by the
   offset the batch started at: a run that lost its lease changes nothing.
 - Imported users owe a welcome email (pending, due now) unless the upload said
@@ -20,38 +20,34 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from app.core.config import Settings
 from app.models.base import TaskStatus, utcnow
-from app.models.upload import INGEST_STATE, Upload
+from app.models.upload import CSV_IMPORT_STATE, Upload
 from app.repositories import bulk_users
 from app.repositories import uploads as uploads_repo
+from app.services import upload_files
+from app.services.csv_reader import BadHeader, Batch, read_batch
 from app.tasks.runner import Claim, LeaseLost, PermanentTaskError, TaskKind, run_task
 from app.tasks.runtime import Runtime
-from app.tasks.upload_rows import BadHeader, Batch, read_batch
 
 
-async def ingest_upload(upload_id: uuid.UUID) -> TaskStatus | None:
+async def import_csv(upload_id: uuid.UUID) -> TaskStatus | None:
     """The BackgroundTasks entry point: an id in, nothing raised."""
-    return await run_task(INGEST_UPLOAD, upload_id)
+    return await run_task(CSV_IMPORT, upload_id)
 
 
-async def _ingest(runtime: Runtime, claim: Claim) -> None:
-    settings = runtime.settings
-    path = (settings.uploads_dir / claim.row["stored_name"]).resolve()
+async def _import(runtime: Runtime, claim: Claim) -> None:
+    path = upload_files.stored_path(runtime.settings, claim.row["stored_name"])
     if not path.is_file():
         raise PermanentTaskError(f"the stored file {claim.row['stored_name']} is missing")
     await _mark_started(runtime, claim)
-    offset, line = claim.row["next_offset"], claim.row["next_line"]
-    for_copy = runtime.engine.dialect.name == "postgresql"
-    reading = _read(runtime, path, offset, line, for_copy=for_copy)
+    offset = claim.row["next_offset"]
+    reading = _read(runtime, path, offset, claim.row["next_line"])
     try:
         while True:
             batch = await reading
             if not batch.finished:
                 # Parse the next batch while this one is written.
-                reading = _read(
-                    runtime, path, batch.next_offset, batch.next_line, for_copy=for_copy
-                )
+                reading = _read(runtime, path, batch.next_offset, batch.next_line)
             await _commit(runtime, claim, batch, from_offset=offset)
             if batch.finished:
                 return
@@ -60,11 +56,9 @@ async def _ingest(runtime: Runtime, claim: Claim) -> None:
         _discard(reading)
 
 
-def _read(
-    runtime: Runtime, path: Path, offset: int, line: int, *, for_copy: bool
-) -> "asyncio.Task[Batch]":
+def _read(runtime: Runtime, path: Path, offset: int, line: int) -> "asyncio.Task[Batch]":
     """Parse and validate a batch in a worker process, as a task to await later."""
-    settings: Settings = runtime.settings
+    settings = runtime.settings
 
     async def read() -> Batch:
         try:
@@ -75,7 +69,6 @@ def _read(
                 line,
                 max_rows=settings.upload_batch_rows,
                 max_line_bytes=settings.upload_max_line_bytes,
-                for_copy=for_copy,
             )
         except BadHeader as exc:
             raise PermanentTaskError(str(exc)) from None
@@ -114,25 +107,18 @@ async def _commit(runtime: Runtime, claim: Claim, batch: Batch, *, from_offset: 
             ignored_columns=batch.ignored_columns,
         ):
             raise LeaseLost  # rolls the transaction back: nothing of this batch is kept
-        welcome, now = claim.row["send_welcome"], utcnow()
-        if batch.valid_csv:  # prepared for PostgreSQL's COPY
-            imported = await bulk_users.copy_new(
-                connection, batch.valid_csv, send_welcome=welcome, now=now
-            )
-        else:
-            imported = await bulk_users.insert_new(
-                connection, batch.valid, send_welcome=welcome, now=now
-            )
+        imported = await bulk_users.insert_new(
+            connection, batch.valid_csv, send_welcome=claim.row["send_welcome"], now=utcnow()
+        )
         await uploads_repo.add_row_errors(connection, claim.row_id, batch.rejected)
         await uploads_repo.count_imported(
-            connection, claim.row_id, imported=imported, duplicate=batch.valid_rows - imported
+            connection, claim.row_id, imported=imported, duplicate=batch.valid - imported
         )
 
 
-INGEST_UPLOAD = TaskKind(
-    name="csv_import",
-    state=INGEST_STATE,
-    perform=_ingest,
+CSV_IMPORT = TaskKind(
+    state=CSV_IMPORT_STATE,
+    perform=_import,
     concurrency=lambda settings: settings.upload_workers,
     returning=(Upload.stored_name, Upload.send_welcome, Upload.next_offset, Upload.next_line),
     timeout=lambda settings: settings.upload_timeout_seconds,

@@ -17,13 +17,13 @@ from app.models import Upload, UploadRowError, User
 from app.models.base import TaskStatus, utcnow
 from app.repositories import bulk_users
 from app.routers import uploads as uploads_router
-from app.tasks import ingest_upload
-from app.tasks.ingest_upload import INGEST_UPLOAD
+from app.services.csv_reader import Batch
+from app.tasks import csv_import
+from app.tasks.csv_import import CSV_IMPORT
 from app.tasks.recovery import recover_once, run_recovery_loop
 from app.tasks.registry import MUST_COMPLETE
 from app.tasks.runner import Claim, run_task
 from app.tasks.runtime import Runtime, current
-from app.tasks.upload_rows import Batch
 from tests.support.smtp import SMTPServer
 from tests.support.waiting import eventually_async
 
@@ -43,7 +43,7 @@ def not_scheduled(monkeypatch: pytest.MonkeyPatch) -> None:
     async def nothing(_upload_id: uuid.UUID) -> None:
         return None
 
-    monkeypatch.setattr(uploads_router, "ingest_upload", nothing)
+    monkeypatch.setattr(uploads_router, "import_csv", nothing)
 
 
 async def post(client: httpx.AsyncClient, content: bytes = CONTENT) -> uuid.UUID:
@@ -75,10 +75,9 @@ async def assert_imported_exactly_once(app: FastAPI, upload_id: uuid.UUID) -> No
 
 
 async def test_a_batch_that_fails_is_rolled_back_and_the_retry_resumes_at_the_last_checkpoint(
-    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch, database_url: str
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    adder = "copy_new" if database_url.startswith("postgresql") else "insert_new"
-    real = getattr(bulk_users, adder)
+    real = bulk_users.insert_new
     calls = 0
 
     async def fails_on_the_third_batch(connection: AsyncConnection, rows: Any, **kw: Any) -> int:
@@ -89,7 +88,7 @@ async def test_a_batch_that_fails_is_rolled_back_and_the_retry_resumes_at_the_la
             raise ConnectionResetError("the database went away mid-batch")
         return imported
 
-    monkeypatch.setattr(bulk_users, adder, fails_on_the_third_batch)
+    monkeypatch.setattr(bulk_users, "insert_new", fails_on_the_third_batch)
 
     upload_id = await post(client)
 
@@ -102,7 +101,7 @@ async def test_recovery_resumes_an_import_whose_process_died_mid_file(
     client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch, not_scheduled: None
 ) -> None:
     upload_id = await post(client)
-    real = ingest_upload._commit
+    real = csv_import._commit
     committed = 0
 
     async def dies_after_two_batches(
@@ -114,15 +113,15 @@ async def test_recovery_resumes_an_import_whose_process_died_mid_file(
         await real(runtime, claim, batch, from_offset=from_offset)
         committed += 1
 
-    monkeypatch.setattr(ingest_upload, "_commit", dies_after_two_batches)
+    monkeypatch.setattr(csv_import, "_commit", dies_after_two_batches)
     with pytest.raises(asyncio.CancelledError):
-        await ingest_upload._ingest(current(), await claim_now(app, upload_id))
+        await csv_import._import(current(), await claim_now(app, upload_id))
     halfway = await state(app, upload_id)
     assert (halfway.status, halfway.rows_total) == (TaskStatus.RUNNING, 8)
-    monkeypatch.setattr(ingest_upload, "_commit", real)
+    monkeypatch.setattr(csv_import, "_commit", real)
     await expire_lease(app, upload_id)
 
-    assert await run_task(INGEST_UPLOAD, upload_id) is TaskStatus.SUCCEEDED
+    assert await run_task(CSV_IMPORT, upload_id) is TaskStatus.SUCCEEDED
 
     await assert_imported_exactly_once(app, upload_id)
 
@@ -131,8 +130,7 @@ async def claim_now(app: FastAPI, upload_id: uuid.UUID) -> Claim:
     """Claim the upload as the runner would, without running it."""
     from app.tasks.runner import _claim  # noqa: PLC0415 - the runner's own claim, for the test
 
-    claim = await _claim(current(), INGEST_UPLOAD, upload_id)
-    assert claim is not None
+    [claim] = await _claim(current(), CSV_IMPORT, [upload_id])
     return claim
 
 
@@ -149,7 +147,7 @@ async def test_a_run_whose_upload_was_taken_over_commits_nothing_more(
     client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch, not_scheduled: None
 ) -> None:
     upload_id = await post(client)
-    real = ingest_upload._commit
+    real = csv_import._commit
     commits = 0
 
     async def taken_over_after_one_batch(
@@ -167,9 +165,9 @@ async def test_a_run_whose_upload_was_taken_over_commits_nothing_more(
                 )
         await real(runtime, claim, batch, from_offset=from_offset)
 
-    monkeypatch.setattr(ingest_upload, "_commit", taken_over_after_one_batch)
+    monkeypatch.setattr(csv_import, "_commit", taken_over_after_one_batch)
 
-    assert await run_task(INGEST_UPLOAD, upload_id) is None
+    assert await run_task(CSV_IMPORT, upload_id) is None
 
     upload = await state(app, upload_id)
     assert (upload.status, upload.attempts) == (TaskStatus.RUNNING, 2)
@@ -183,7 +181,7 @@ async def test_an_upload_whose_stored_file_is_gone_fails_with_the_reason(
     upload_id = await post(client)
     (settings.uploads_dir / f"{upload_id}.csv").unlink()
 
-    assert await run_task(INGEST_UPLOAD, upload_id) is TaskStatus.FAILED
+    assert await run_task(CSV_IMPORT, upload_id) is TaskStatus.FAILED
 
     upload = await state(app, upload_id)
     assert upload.last_error == f"the stored file {upload_id}.csv is missing"
@@ -214,7 +212,7 @@ async def test_a_long_import_does_not_hold_up_the_welcome_emails_of_its_users(
     first = await post(client)
     second = await post(client, CONTENT.replace(b"user", b"other"))
     release = asyncio.Event()
-    real = ingest_upload._commit
+    real = csv_import._commit
 
     async def stalls_on_the_second_upload(
         runtime: Runtime, claim: Claim, batch: Batch, *, from_offset: int
@@ -223,7 +221,7 @@ async def test_a_long_import_does_not_hold_up_the_welcome_emails_of_its_users(
             await release.wait()
         await real(runtime, claim, batch, from_offset=from_offset)
 
-    monkeypatch.setattr(ingest_upload, "_commit", stalls_on_the_second_upload)
+    monkeypatch.setattr(csv_import, "_commit", stalls_on_the_second_upload)
     shutdown = Shutdown(grace_seconds=1)
     loop = asyncio.create_task(run_recovery_loop(current(), shutdown, MUST_COMPLETE))
 

@@ -1,0 +1,302 @@
+"""Reading a stored CSV upload a batch at a time: split, decode, validate. Pure CPU.
+
+The CSV import runs `read_batch` in a worker process, so parsing and
+validating a large file never holds the server's event loop (or its GIL).
+Everything here is a plain function of the file and a checkpoint: no
+database, no settings object, nothing that cannot cross a process boundary.
+
+- The csv module does the splitting (quotes, commas and newlines inside
+  quotes, CRLF or LF). It is fed one physical line at a time, each decoded on
+  its own, so bad UTF-8 spoils only the record it is in, and the byte offset
+  after every record is known: a batch ends on a record boundary that the
+  next batch (or a resumed import) starts from.
+- No line, and no record, may be longer than `max_line_bytes`: memory stays
+  bounded whatever the file holds (an unclosed quote, a binary blob).
+- Rows are validated by the API's own field types (`app.schemas.fields`).
+- The valid rows leave as CSV bytes (`line,email,name`), the form PostgreSQL's
+  COPY reads: the server passes them on without touching each row.
+"""
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from app.schemas.fields import clean_email, clean_person_name
+
+REQUIRED_COLUMNS = ("email", "name")
+# How much of a rejected value errors.csv keeps: enough to recognise the row.
+_KEPT_VALUE_CHARS = 1000
+_BOM = "\ufeff".encode()
+
+Rejected = tuple[int, str, str, str]  # line, email and name as read, reason
+
+
+class BadHeader(Exception):
+    """The file's first row does not name the columns the import needs: it fails as a whole."""
+
+
+@dataclass(frozen=True)
+class Header:
+    email_index: int
+    name_index: int
+    width: int
+    ignored_columns: list[str]
+    data_offset: int  # where the first data record starts
+    data_line: int
+
+
+@dataclass
+class Batch:
+    """What one batch of records came to, and where the next batch starts.
+
+    Valid rows are kept once per address (the first, in file order); later
+    rows of the batch with the same address are only counted, as `repeated`.
+    Whether an address is registered already is for the database to say.
+    """
+
+    valid_csv: bytes = b""  # the rows kept, as CSV lines `line,email,name`
+    distinct: int = 0  # how many rows valid_csv holds
+    repeated: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+    next_offset: int = 0
+    next_line: int = 1
+    finished: bool = False
+    ignored_columns: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> int:
+        return self.distinct + self.repeated
+
+    @property
+    def rows(self) -> int:
+        return self.valid + len(self.rejected)
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One record as the csv module split it, or why it could not be split."""
+
+    line: int  # where it starts
+    fields: list[str]
+    bad_byte: tuple[int, int] | None = None  # (line, byte) of its first byte not UTF-8
+    unreadable: str | None = None  # too long, or not CSV at all
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _RecordTooLong(Exception):
+    pass
+
+
+class _Lines:
+    """The file's physical lines, decoded one by one, for csv.reader.
+
+    Lines end at LF (a CRLF's CR stays on the line, where csv.reader expects
+    it). Bytes that are not UTF-8 are kept as lone surrogates so the csv
+    module still sees the commas and quotes around them, and the record they
+    belong to is marked for rejection.
+    """
+
+    def __init__(self, file: BinaryIO, next_line: int, max_line_bytes: int) -> None:
+        self._file = file
+        self.max_bytes = max_line_bytes
+        self.line = next_line - 1  # the number of the last line handed out
+        self.record_bytes = 0
+        self.bad_byte: tuple[int, int] | None = None
+
+    def begin_record(self) -> None:
+        self.record_bytes = 0
+        self.bad_byte = None
+
+    def __iter__(self) -> "_Lines":
+        return self
+
+    def __next__(self) -> str:
+        raw = self._file.readline(self.max_bytes + 2)  # room for the content, CR and LF
+        if not raw:
+            raise StopIteration
+        self.line += 1
+        if not raw.endswith(b"\n") and len(raw) == self.max_bytes + 2:
+            self._skip_rest_of_line()
+            raise _RecordTooLong
+        self.record_bytes += len(raw.rstrip(b"\r\n"))
+        if self.record_bytes > self.max_bytes:
+            raise _RecordTooLong
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if self.bad_byte is None:
+                self.bad_byte = (self.line, raw[exc.start])
+            return raw.decode("utf-8", "surrogateescape")
+
+    def _skip_rest_of_line(self) -> None:
+        while True:
+            chunk = self._file.readline(64 * 1024)
+            if not chunk or chunk.endswith(b"\n"):
+                return
+
+
+def _records(lines: _Lines) -> Iterator[_Record]:
+    """Every record that is not blank, from where `lines` stands, in file order.
+
+    Lazy: the file stands right after the last record taken, so a batch that
+    stops early knows the offset to resume from.
+    """
+    reader = csv.reader(lines)
+    while True:
+        lines.begin_record()
+        line = lines.line + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except _RecordTooLong:
+            reader = csv.reader(lines)  # start afresh at the next line
+            too_long = f"longer than {lines.max_bytes} bytes (an unclosed quote?)"
+            yield _Record(line, [], unreadable=too_long)
+            continue
+        except csv.Error as exc:
+            yield _Record(line, [], unreadable=f"not valid CSV ({exc})")
+            continue
+        if any(value.strip() for value in fields):
+            yield _Record(line, fields, bad_byte=lines.bad_byte)
+
+
+def read_header(file: BinaryIO, max_line_bytes: int) -> Header:
+    """The first non-blank record, as column positions; BadHeader if it will not do."""
+    # A byte order mark (Excel writes one) is not part of the first column's name.
+    file.seek(len(_BOM) if file.read(len(_BOM)) == _BOM else 0)
+    lines = _Lines(file, 1, max_line_bytes)
+    first = next(_records(lines), None)
+    if first is None:
+        raise BadHeader("the file has no header row, only blank lines")
+    if first.unreadable is not None:
+        raise BadHeader(f"the header row is {first.unreadable}")
+    if first.bad_byte is not None:
+        raise BadHeader("the header row is not valid UTF-8; save the file as UTF-8")
+    email_index, name_index = _required_positions(first.fields)
+    ignored = [
+        cell.strip() or f"(column {number})"
+        for number, cell in enumerate(first.fields, start=1)
+        if cell.strip().lower() not in REQUIRED_COLUMNS
+    ]
+    return Header(
+        email_index=email_index,
+        name_index=name_index,
+        width=len(first.fields),
+        ignored_columns=ignored,
+        data_offset=file.tell(),
+        data_line=lines.line + 1,
+    )
+
+
+def _required_positions(cells: list[str]) -> tuple[int, int]:
+    """Where the email and name columns are (any case, any order); BadHeader if not once each."""
+    names = [cell.strip().lower() for cell in cells]
+    for column in REQUIRED_COLUMNS:
+        if names.count(column) > 1:
+            raise BadHeader(f"the header row names the {column} column more than once")
+    missing = [column for column in REQUIRED_COLUMNS if column not in names]
+    if missing:
+        found = ", ".join(cell.strip() or "(blank)" for cell in cells)
+        raise BadHeader(
+            "the header row must name the columns email and name (any case, any order); "
+            f"missing: {', '.join(missing)}; found: {found}"
+        )
+    return names.index("email"), names.index("name")
+
+
+def read_batch(
+    path: str | Path, offset: int, next_line: int, *, max_rows: int, max_line_bytes: int
+) -> Batch:
+    """Up to `max_rows` records from the checkpoint (offset 0: the start of the file).
+
+    Blank lines, and rows of empty cells, are skipped and not counted.
+    Raises BadHeader if the header row will not do.
+    """
+    with Path(path).open("rb") as file:
+        header = read_header(file, max_line_bytes)
+        if offset == 0:
+            offset, next_line = header.data_offset, header.data_line
+        file.seek(offset)
+        lines = _Lines(file, next_line, max_line_bytes)
+        batch = Batch(ignored_columns=header.ignored_columns)
+        kept: list[tuple[int, str, str]] = []
+        seen: set[str] = set()
+        for count, record in enumerate(_records(lines), start=1):
+            try:
+                email, name = _validated(record, header)
+            except _Rejected as exc:
+                email, name = _cells(record, header)
+                batch.rejected.append((record.line, _as_read(email), _as_read(name), exc.reason))
+            else:
+                if email in seen:
+                    batch.repeated += 1
+                else:
+                    seen.add(email)
+                    kept.append((record.line, email, name))
+            if count == max_rows:
+                break
+        else:
+            batch.finished = True
+        batch.next_offset, batch.next_line = file.tell(), lines.line + 1
+    batch.valid_csv, batch.distinct = _as_csv(kept), len(kept)
+    return batch
+
+
+def _validated(record: _Record, header: Header) -> tuple[str, str]:
+    """The record's email and name as they will be stored; _Rejected with the reason if not."""
+    if record.unreadable is not None:
+        raise _Rejected(record.unreadable)
+    if record.bad_byte is not None:
+        bad_line, byte = record.bad_byte
+        raise _Rejected(
+            f"not valid UTF-8 (byte 0x{byte:02X} on line {bad_line}); save the file as UTF-8"
+        )
+    width = len(record.fields)
+    if width != header.width:
+        hint = " (a comma in an unquoted value?)" if width > header.width else ""
+        raise _Rejected(f"{width} fields where the header has {header.width}{hint}")
+    email, name = _cells(record, header)
+    problems = []
+    try:
+        email = clean_email(email)
+    except ValueError as exc:
+        problems.append(f"email: {exc}")
+    try:
+        name = clean_person_name(name)
+    except ValueError as exc:
+        problems.append(f"name: {exc}")
+    if problems:
+        raise _Rejected("; ".join(problems))
+    return email, name
+
+
+def _cells(record: _Record, header: Header) -> tuple[str, str]:
+    """The record's email and name cells as read ("" where the record is too short)."""
+    fields = record.fields
+    email = fields[header.email_index] if header.email_index < len(fields) else ""
+    name = fields[header.name_index] if header.name_index < len(fields) else ""
+    return email, name
+
+
+def _as_read(value: str) -> str:
+    """A cell as errors.csv shows it: undecodable bytes as U+FFFD, and not too long."""
+    readable = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return readable[:_KEPT_VALUE_CHARS]
+
+
+def _as_csv(rows: list[tuple[int, str, str]]) -> bytes:
+    # Python's csv dialect and PostgreSQL's CSV format quote alike ("" inside
+    # quotes); no value is empty (that would read as NULL) and no line is just
+    # "\." (every line starts with its number).
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue().encode()
