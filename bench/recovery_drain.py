@@ -169,15 +169,14 @@ def run_rounds(
 
 
 def report(args: argparse.Namespace, drains: dict[str, list[Drain]]) -> int:
-    total = args.messages * args.rounds
+    total: int = args.messages * args.rounds
     rate = {path: total / sum(d.seconds for d in runs) for path, runs in drains.items()}
 
     def per_message(path: str, part: str) -> float:
-        return sum(getattr(d, part) for d in drains[path]) / total * 1000
+        seconds = sum(d.backend_cpu if part == "backend" else d.process_cpu for d in drains[path])
+        return seconds / total * 1000
 
-    cpu = {
-        path: per_message(path, "process_cpu") + per_message(path, "backend_cpu") for path in rate
-    }
+    cpu = {path: per_message(path, "process") + per_message(path, "backend") for path in rate}
     labels = {
         "x1": "service, 1 process: claim, compose, send, settle",
         "x2": "service, 2 processes",
@@ -197,8 +196,8 @@ def report(args: argparse.Namespace, drains: dict[str, list[Drain]]) -> int:
                 [
                     labels[path],
                     rate[path],
-                    per_message(path, "process_cpu"),
-                    per_message(path, "backend_cpu"),
+                    per_message(path, "process"),
+                    per_message(path, "backend"),
                     cpu[path],
                 ]
                 for path in ("x1", "x2", "bare")
