@@ -155,9 +155,10 @@ def _part(content_type: str, text: str) -> bytes:
         encoding = b"base64"
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    return (
-        b'Content-Type: %s; charset="utf-8"\r\nContent-Transfer-Encoding: %s\r\n\r\n%s'
-        % (content_type.encode("ascii"), encoding, body)
+    return b'Content-Type: %s; charset="utf-8"\r\nContent-Transfer-Encoding: %s\r\n\r\n%s' % (
+        content_type.encode("ascii"),
+        encoding,
+        body,
     )
 
 

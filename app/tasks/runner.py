@@ -10,7 +10,8 @@ lives (TaskState) and what it does (`perform`). There is one way through:
                 are free slots; rows not returned are someone else's (rule 3)
       attempt   `perform` under the kind's time limit (rule 4), renewing the
                 lease meanwhile if the kind asks for it (rule 8)
-      settle    fenced by the lease (rule 5), shielded from cancellation
+      settle    fenced by the lease (rule 5), shielded from cancellation, written
+                with the other settles of the kind queued meanwhile (tasks.settling)
       retry     a backoff short enough to wait out here: the row goes round
                 again as a batch of one; a longer one is left to recovery
 
@@ -40,6 +41,7 @@ from app.models.base import TaskStatus, utcnow
 from app.models.task_state import TaskState
 from app.repositories import tasks as tasks_repo
 from app.tasks.runtime import Limiter, Runtime, current
+from app.tasks.settling import Settle
 
 logger = logging.getLogger(__name__)
 
@@ -403,21 +405,18 @@ async def _settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outc
 
 
 async def _write_settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outcome) -> bool:
-    now = utcnow()
     next_attempt_at = (
-        now + timedelta(seconds=outcome.retry_in) if outcome.retry_in is not None else None
+        utcnow() + timedelta(seconds=outcome.retry_in) if outcome.retry_in is not None else None
     )
-    async with claim.lease.held() as lease_until, single_statement(runtime.engine) as connection:
-        return await tasks_repo.settle(
-            connection,
-            kind.state,
+    async with claim.lease.held() as lease_until:
+        settle = Settle(
             claim.row_id,
-            lease_until=lease_until,
-            status=outcome.status,
-            now=now,
+            lease_until,
+            outcome.status,
             last_error=outcome.error[:_ERROR_LIMIT] if outcome.error else None,
             next_attempt_at=next_attempt_at,
         )
+        return await runtime.settlers.of(kind.state).settle(settle)
 
 
 def _count(kind: TaskKind, status: TaskStatus) -> None:
