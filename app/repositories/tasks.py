@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    CompoundSelect,
     Label,
     Select,
     Update,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     tuple_,
     union_all,
     update,
@@ -274,16 +276,57 @@ async def abandon_exhausted(
     return len(result.all())
 
 
-async def count_by_status(executor: Executor, state: TaskState) -> dict[TaskStatus, int]:
-    """Rows in each status; rows that owe no such work (NULL status) are not tasks."""
-    result = await executor.execute(
-        select(state.status, func.count())
-        .where(state.mine(state.status.is_not(None)))
-        .group_by(state.status)
+def _attention_counts(state: TaskState) -> CompoundSelect[tuple[Any, int]]:
+    """Rows in each status that needs attention: one arm per partial index (`..._due`,
+    `..._lease`, `..._failed`), whose condition the arm repeats so the planner can
+    use it, so the count costs the same however many rows are settled and done."""
+    arms = (
+        state.status.in_(UNFINISHED),
+        state.status == TaskStatus.RUNNING,
+        state.status == TaskStatus.FAILED,
     )
+    return union_all(
+        *(
+            select(state.status, func.count()).where(state.mine(arm)).group_by(state.status)
+            for arm in arms
+        )
+    )
+
+
+async def count_by_status(executor: Executor, state: TaskState) -> dict[TaskStatus, int]:
+    """Exact counts of the rows pending, retrying, running or failed (see _attention_counts).
+
+    `succeeded` is left at 0: see `count_succeeded`.
+    """
+    result = await executor.execute(_attention_counts(state))
     counts = dict.fromkeys(TaskStatus, 0)
-    counts.update({TaskStatus(status): count for status, count in result if status is not None})
+    counts.update({TaskStatus(row[0]): row[1] for row in result})
     return counts
+
+
+# Below this many (as the planner reckons), succeeded rows are counted exactly.
+EXACT_SUCCEEDED_BELOW = 10_000
+
+
+async def count_succeeded(session: AsyncSession, state: TaskState) -> tuple[int, bool]:
+    """How many rows succeeded, and whether that figure is an estimate.
+
+    Succeeded rows are nearly every row and only grow, so counting them means
+    reading the whole table. On PostgreSQL the planner's estimate (table
+    statistics kept by autovacuum's ANALYZE) is taken once it reaches
+    EXACT_SUCCEEDED_BELOW; under that the rows are counted. SQLite keeps no
+    such statistics: it always counts.
+    """
+    succeeded = select(state.id).where(state.mine(state.status == TaskStatus.SUCCEEDED))
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        sql = succeeded.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        plan = (await session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}"))).scalar_one()
+        estimate = int(plan[0]["Plan"]["Plan Rows"])
+        if estimate >= EXACT_SUCCEEDED_BELOW:
+            return estimate, True
+    count = await session.execute(select(func.count()).select_from(succeeded.subquery()))
+    return int(count.scalar_one()), False
 
 
 async def due_summary(
