@@ -207,17 +207,18 @@ async def _claims(
 async def _run_claimed(
     runtime: Runtime, kind: TaskKind, limiter: Limiter, claim: Claim, retry_within: float
 ) -> TaskStatus | None:
-    """Attempt a claimed row, freeing its slot after; go round again if the backoff fits."""
+    """Attempt a claimed row, its slot freed by then; go round again if the backoff fits."""
+    slot = _Slot(limiter)
     try:
         with log_context(row_id=str(claim.row_id)):
-            outcome = await _attempt(runtime, kind, claim)
+            outcome = await _attempt(runtime, kind, claim, slot)
     except Exception:
         # The settle failed (database unreachable?). The row keeps its durable
         # state, and recovery picks it up when it is due again.
         logger.exception("task stopped before settling; recovery will resume it")
         return None
     finally:
-        limiter.release()
+        slot.free()
     if outcome is None:
         return None
     if outcome.retry_in is None or outcome.retry_in > retry_within:
@@ -251,12 +252,27 @@ async def _claim(runtime: Runtime, kind: TaskKind, row_ids: list[uuid.UUID]) -> 
     ]
 
 
-async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome | None:
+class _Slot:
+    """A claimed row's slot of its kind's Limiter, freed once: when the attempt's side
+    effect is over, so the next row's claim and attempt need not wait for this one's
+    settle (the limit bounds the work in flight, not its bookkeeping)."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        self._limiter: Limiter | None = limiter
+
+    def free(self) -> None:
+        if self._limiter is not None:
+            self._limiter.release()
+            self._limiter = None
+
+
+async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim, slot: _Slot) -> _Outcome | None:
     """Perform and settle one claimed attempt; None if another run took the row over."""
     started = time.perf_counter()
     with log_context(attempt=claim.attempt), runtime.in_flight.track():
         try:
             outcome = await _perform(runtime, kind, claim)
+            slot.free()
         except LeaseLost:
             logger.warning("lease lost: another run owns this row now; stopping")
             return None

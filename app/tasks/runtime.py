@@ -36,10 +36,11 @@ _WORKER_MODULES = ("app.services.csv_reader",)
 
 
 class Limiter:
-    """At most `limit` runs of one task kind at once, and at most `backlog` waiting.
+    """At most `limit` runs of one task kind at work at once, and at most `backlog` waiting.
 
     A run takes its slot before it claims its row, so time spent waiting here
-    never eats into the lease or the timeout of the attempt (contract rule 7).
+    never eats into the lease or the timeout of the attempt (contract rule 7),
+    and frees it once its side effect is over, before its settle is written.
     Slots go to waiting runs first come, first served.
     """
 
