@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from tests.support.postgres import PostgresCluster, free_port
@@ -194,3 +195,129 @@ def cpu_sample(pid: int) -> CpuSample:
 
 def machine_summary() -> str:
     return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds one process has used so far; 0 if it is gone."""
+    try:
+        return cpu_sample(pid).process
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    service: dict[int, float]  # CPU seconds so far, per service process
+    backends: dict[int, float]  # the same, per PostgreSQL backend serving it
+
+    def since(self, before: "CpuReading") -> tuple[float, float]:
+        """(service, backends) CPU seconds used since `before`; a backend that
+        appeared meanwhile counts from its start."""
+        return _delta(before.service, self.service), _delta(before.backends, self.backends)
+
+
+def _delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+
+class Watcher:
+    """Queries the bench polls while the service works, over one kept connection.
+
+    psql starts a process and a backend per look: twenty looks a second took
+    CPU from the service on a 2-core machine, and not from the baseline, which
+    nobody polls. Its backend has no application_name, so ServiceCpu leaves it out.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+        self._connection = self._loop.run_until_complete(asyncpg.connect(dsn))
+
+    def value(self, sql: str) -> object:
+        return self._loop.run_until_complete(self._connection.fetchval(sql))
+
+    def wait_until(self, sql: str, *, pause: float = 0.05, timeout: float = 600) -> None:
+        """Poll until `sql` answers true."""
+        deadline = time.monotonic() + timeout
+        while not self.value(sql):
+            if time.monotonic() > deadline:
+                raise TimeoutError(sql)
+            time.sleep(pause)
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._connection.close())
+        self._loop.close()
+
+
+@contextlib.contextmanager
+def watching(url: str) -> Iterator[Watcher]:
+    watcher = Watcher(url)
+    try:
+        yield watcher
+    finally:
+        watcher.close()
+
+
+class ServiceCpu:
+    """CPU of the service's processes plus their PostgreSQL backends.
+
+    A queue kept in the database spends CPU in the database server too;
+    counting only the Python process would flatter it against a loop with no
+    database. The backends are found by the application_name the service
+    connects with (psql's own, the bench's, are not counted).
+    """
+
+    def __init__(self, cluster: PostgresCluster, database: str, pids: Sequence[int]) -> None:
+        self.cluster = cluster
+        self.database = database
+        self.pids = list(pids)
+
+    def read(self) -> CpuReading:
+        out = self.cluster.psql(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'signup-service'",
+            database=self.database,
+        )
+        return CpuReading(
+            service={pid: process_cpu(pid) for pid in self.pids},
+            backends={int(pid): process_cpu(int(pid)) for pid in out.split()},
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target: the service's figure against the baseline's, from the same run."""
+
+    name: str
+    service: float
+    baseline: float
+    limit: float
+    higher_is_better: bool
+
+    @property
+    def ratio(self) -> float:
+        return self.service / self.baseline
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= self.limit if self.higher_is_better else self.ratio <= self.limit
+
+
+def verdict(targets: Sequence[Target]) -> int:
+    """Print the targets as a table; the exit status: 0 when every one is met."""
+    print(
+        table(
+            ["target", "service", "baseline", "ratio", "limit", "met"],
+            [
+                [
+                    t.name,
+                    t.service,
+                    t.baseline,
+                    f"{t.ratio:.2f}x",
+                    f"{'>=' if t.higher_is_better else '<='} {t.limit:g}x",
+                    "yes" if t.met else "NO",
+                ]
+                for t in targets
+            ],
+        )
+    )
+    return 0 if all(t.met for t in targets) else 1

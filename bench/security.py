@@ -47,7 +47,7 @@ from bench.common import (
     smtp_sink,
     table,
 )
-from bench.signups import merged, wait_for_welcome_backlog
+from bench.signups import merged, wait_for_backlog
 from tests.support.keys import SERVER_KEY, bearer
 from tests.support.postgres import PostgresCluster
 from tests.support.redis import running_redis
@@ -112,7 +112,7 @@ class Bench:
             )
         )
         if variant.signup:  # the emails it owes are its cost, not the next variant's
-            wait_for_welcome_backlog(self.cluster, self.database, timeout=600)
+            wait_for_backlog(self.cluster, self.database, timeout=600)
         after = cpu_sample(server.process.pid)
         return Measured(load, after.process - before.process)
 

@@ -3,19 +3,27 @@
     uv run python -m bench.signups
 
 Against a real uvicorn process and PostgreSQL, with an SMTP server that takes
-200 ms to accept each message, three endpoints side by side in one run:
+200 ms to accept each message, four endpoints side by side in one run:
 
   (a) POST /signups                the product: email scheduled after commit
   (b) POST /bench/signups-inline   the same, but the email is sent before answering
   (c) POST /bench/insert-only      validation and one INSERT: the floor
+  (d) POST /users/{id}/notifications   an email notification: key check,
+                                   validation, commit, delivery scheduled, audit
 
 each at a fixed moderate rate (open loop) and at saturation (32 concurrent
-clients, closed loop). Targets: (a) p50 <= 1.3x (c) p50; (a) throughput >=
-0.7x (c); (b) shows the 200 ms.
+clients, closed loop), in rotating order, round after round. CPU is the
+server process's plus its PostgreSQL backends', over the load and the drain
+of the emails it owed (so (a) and (d) pay for their emails, and (c) sends none).
+
+Targets: at saturation, (a) CPU per request <= 1.2x (c)'s and throughput
+>= 0.9x (c)'s, (d) throughput >= 0.8x (c)'s; at the moderate rate, (a) p50
+<= 1.1x (c)'s. (b) shows the 200 ms. Exits 1 when a target is missed.
 """
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,27 +34,42 @@ import httpx
 from bench.common import (
     LoadResult,
     Send,
+    ServiceCpu,
+    Target,
     app_server,
     closed_loop,
-    cpu_sample,
     machine_summary,
     open_loop,
     postgres_database,
     smtp_sink,
     table,
+    verdict,
 )
-from tests.support.keys import NO_RATE_LIMITS
+from tests.support.keys import NO_RATE_LIMITS, SERVER_KEY, bearer
 from tests.support.postgres import PostgresCluster
-from tests.support.server import ServerProcess
 
 ENDPOINTS = {
     "a": ("POST /signups (background email)", "/signups"),
     "b": ("POST /bench/signups-inline (email before answering)", "/bench/signups-inline"),
     "c": ("POST /bench/insert-only (floor)", "/bench/insert-only"),
+    "d": ("POST /users/{id}/notifications (email, background)", "/users/{id}/notifications"),
 }
+# Users (d) notifies, made once through (c).
+RECIPIENTS = 100
 
 
-def sender(path: str, run: str) -> Send:
+def sender(key: str, run: str, recipients: list[str]) -> Send:
+    path = ENDPOINTS[key][1]
+    if key == "d":
+        headers = bearer(SERVER_KEY)
+        notification = {"channel": "email", "subject": "Your export is ready", "body": "Hello"}
+
+        async def notify(client: httpx.AsyncClient, number: int) -> httpx.Response:
+            user_path = path.format(id=recipients[number % len(recipients)])
+            return await client.post(user_path, json=notification, headers=headers)
+
+        return notify
+
     async def send(client: httpx.AsyncClient, number: int) -> httpx.Response:
         return await client.post(
             path, json={"email": f"{run}-{number}@example.com", "name": f"User {number}"}
@@ -55,12 +78,15 @@ def sender(path: str, run: str) -> Send:
     return send
 
 
-def wait_for_welcome_backlog(cluster: PostgresCluster, database: str, timeout: float) -> float:
-    """Seconds until no welcome email is pending, running or retrying."""
+def wait_for_backlog(cluster: PostgresCluster, database: str, timeout: float) -> float:
+    """Seconds until no email is pending, running or retrying."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         left = cluster.psql(
-            "SELECT count(*) FROM users WHERE welcome_status IN ('pending','running','retrying')",
+            "SELECT (SELECT count(*) FROM users"
+            "        WHERE welcome_status IN ('pending','running','retrying'))"
+            "     + (SELECT count(*) FROM notifications"
+            "        WHERE status IN ('pending','running','retrying'))",
             database=database,
         )
         if left == "0":
@@ -72,32 +98,32 @@ def wait_for_welcome_backlog(cluster: PostgresCluster, database: str, timeout: f
 @dataclass(frozen=True)
 class Measured:
     load: LoadResult
-    server_cpu: float  # server CPU seconds, including the background work it drained
-    machine_cpu: float
+    # CPU seconds, including the background work drained after the load
+    server_cpu: float
+    backend_cpu: float
 
 
 def measure_with_cpu(
-    server: ServerProcess,
-    cluster: PostgresCluster,
-    database: str,
-    key: str,
-    mode: str,
-    round_number: int,
-    args: argparse.Namespace,
+    meter: ServiceCpu, base_url: str, key: str, mode: str, round_number: int, bench: "Bench"
 ) -> Measured:
-    assert server.process is not None
-    before = cpu_sample(server.process.pid)
-    load = asyncio.run(measure(server.base_url, key, mode, round_number, args))
+    before = meter.read()
+    load = asyncio.run(measure(base_url, key, mode, round_number, bench))
     # The next variant must not pay for this one's background sends.
-    wait_for_welcome_backlog(cluster, database, timeout=600)
-    after = cpu_sample(server.process.pid)
-    return Measured(load, after.process - before.process, after.machine - before.machine)
+    wait_for_backlog(meter.cluster, meter.database, timeout=600)
+    return Measured(load, *meter.read().since(before))
+
+
+@dataclass(frozen=True)
+class Bench:
+    args: argparse.Namespace
+    recipients: list[str]
 
 
 async def measure(
-    base_url: str, key: str, mode: str, round_number: int, args: argparse.Namespace
+    base_url: str, key: str, mode: str, round_number: int, bench: "Bench"
 ) -> LoadResult:
-    send = sender(ENDPOINTS[key][1], f"{key}{mode}{round_number}")
+    args = bench.args
+    send = sender(key, f"{key}{mode}{round_number}", bench.recipients)
     if mode == "moderate":
         return await open_loop(base_url, send, rate=args.rate, total=args.moderate_requests)
     return await closed_loop(
@@ -105,6 +131,115 @@ async def measure(
         send,
         concurrency=args.concurrency,
         total=args.saturation_requests,
+    )
+
+
+def make_recipients(base_url: str, count: int) -> list[str]:
+    """Users for (d) to notify, made through the floor endpoint (their welcome counts as sent)."""
+    with httpx.Client(base_url=base_url) as client:
+        return [
+            client.post(
+                ENDPOINTS["c"][1], json={"email": f"recipient{n}@example.com", "name": "R"}
+            ).json()["id"]
+            for n in range(count)
+        ]
+
+
+def run_rounds(
+    args: argparse.Namespace, cluster: PostgresCluster, url: str, smtp_port: int, scratch: str
+) -> dict[tuple[str, str], list[Measured]]:
+    env = {
+        "DATABASE_URL": url,
+        "DATA_DIR": scratch,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "SMTP_POOL_SIZE": str(args.smtp_pool_size),
+        "NOTIFICATION_EMAIL_CONCURRENCY": str(args.smtp_pool_size),
+        "TASK_BACKLOG_LIMIT": "100000",
+        "LOG_LEVEL": "INFO",  # the default: what the service logs at work is part of its cost
+        "BOOTSTRAP_API_KEY": SERVER_KEY,  # for (d)
+        # Every signup comes from one address and (d) notifies each user many times:
+        # the limits would refuse most of them, and the bench would measure 429s.
+        **NO_RATE_LIMITS,
+    }
+    database = url.rsplit("/", 1)[1]
+    results: dict[tuple[str, str], list[Measured]] = {}
+    with app_server(env, Path(scratch)) as server:
+        assert server.process is not None
+        meter = ServiceCpu(cluster, database, [server.process.pid])
+        bench = Bench(args, make_recipients(server.base_url, RECIPIENTS))
+        asyncio.run(measure(server.base_url, "c", "moderate", -1, bench))  # warm-up
+        for round_number in range(args.rounds):
+            for mode in ("moderate", "saturation"):
+                # Rotate the order each round so no variant always goes first.
+                keys = ["a", "b", "c", "d"]
+                keys = keys[round_number % 4 :] + keys[: round_number % 4]
+                for key in keys:
+                    measured = measure_with_cpu(
+                        meter, server.base_url, key, mode, round_number, bench
+                    )
+                    results.setdefault((key, mode), []).append(measured)
+                    result = measured.load
+                    cpu = (measured.server_cpu + measured.backend_cpu) / result.requests
+                    print(
+                        f"  round {round_number + 1} {mode:<10} ({key}) "
+                        f"p50 {result.p50 * 1000:7.1f} ms  {result.throughput:7.0f} req/s  "
+                        f"CPU {cpu * 1000:.2f} ms/req"
+                    )
+    return results
+
+
+def report(args: argparse.Namespace, results: dict[tuple[str, str], list[Measured]]) -> int:
+    print()
+    print(
+        f"Signups and notifications, {machine_summary()}, SMTP accepting each message after "
+        f"{args.smtp_delay * 1000:.0f} ms, {args.rounds} interleaved rounds"
+    )
+    print()
+    rows = []
+    merged_loads: dict[tuple[str, str], LoadResult] = {}
+    cpu: dict[tuple[str, str], float] = {}
+    for mode in ("moderate", "saturation"):
+        for key in ENDPOINTS:
+            measured = results[(key, mode)]
+            r = merged_loads[(key, mode)] = merged([m.load for m in measured])
+            server = sum(m.server_cpu for m in measured) / r.requests * 1000
+            backend = sum(m.backend_cpu for m in measured) / r.requests * 1000
+            cpu[(key, mode)] = server + backend
+            load = (
+                f"{args.rate:g} req/s" if mode == "moderate" else f"{args.concurrency} concurrent"
+            )
+            row = [r.p50 * 1000, r.p99 * 1000, r.throughput, server, backend, server + backend]
+            rows.append([load, f"({key}) {ENDPOINTS[key][0]}", *row, r.errors])
+    headers = ["load", "endpoint", "p50 ms", "p99 ms", "req/s"]
+    headers += ["CPU ms/req: server", "PostgreSQL", "total", "errors"]
+    print(table(headers, rows))
+    print()
+    sat = {key: merged_loads[(key, "saturation")] for key in ENDPOINTS}
+    moderate = {key: merged_loads[(key, "moderate")] for key in ENDPOINTS}
+    return verdict(
+        [
+            Target(
+                "(a) vs (c): CPU ms per request, saturation",
+                cpu[("a", "saturation")],
+                cpu[("c", "saturation")],
+                1.2,
+                False,
+            ),
+            Target(
+                "(a) vs (c): req/s, saturation", sat["a"].throughput, sat["c"].throughput, 0.9, True
+            ),
+            Target(
+                "(a) vs (c): p50 ms, moderate",
+                moderate["a"].p50 * 1000,
+                moderate["c"].p50 * 1000,
+                1.1,
+                False,
+            ),
+            Target(
+                "(d) vs (c): req/s, saturation", sat["d"].throughput, sat["c"].throughput, 0.8, True
+            ),
+        ]
     )
 
 
@@ -126,91 +261,13 @@ def main() -> None:
         "moderate rate (16 x 5/s > 50/s)",
     )
     args = parser.parse_args()
-
-    results: dict[tuple[str, str], list[Measured]] = {}
     with (
         tempfile.TemporaryDirectory() as scratch,
         postgres_database() as (cluster, url),
         smtp_sink(args.smtp_delay) as smtp_port,
     ):
-        env = {
-            "DATABASE_URL": url,
-            "DATA_DIR": scratch,
-            "SMTP_HOST": "127.0.0.1",
-            "SMTP_PORT": str(smtp_port),
-            "SMTP_POOL_SIZE": str(args.smtp_pool_size),
-            "TASK_BACKLOG_LIMIT": "100000",
-            # Every signup comes from one address: the per-address limit would refuse
-            # all but the first few, and (a) would measure 429s.
-            **NO_RATE_LIMITS,
-        }
-        database = url.rsplit("/", 1)[1]
-        with app_server(env, Path(scratch)) as server:
-            asyncio.run(measure(server.base_url, "c", "moderate", -1, args))  # warm-up
-            for round_number in range(args.rounds):
-                for mode in ("moderate", "saturation"):
-                    # Rotate the order each round so no variant always goes first.
-                    keys = ["a", "b", "c"]
-                    keys = keys[round_number % 3 :] + keys[: round_number % 3]
-                    for key in keys:
-                        measured = measure_with_cpu(
-                            server, cluster, database, key, mode, round_number, args
-                        )
-                        results.setdefault((key, mode), []).append(measured)
-                        result = measured.load
-                        print(
-                            f"  round {round_number + 1} {mode:<10} ({key}) "
-                            f"p50 {result.p50 * 1000:7.1f} ms  {result.throughput:7.0f} req/s  "
-                            f"server CPU {measured.server_cpu / result.requests * 1000:.2f} ms/req"
-                        )
-
-    print()
-    print(
-        f"Signups, {machine_summary()}, SMTP accepting each message after "
-        f"{args.smtp_delay * 1000:.0f} ms, {args.rounds} interleaved rounds"
-    )
-    print()
-    rows = []
-    for mode in ("moderate", "saturation"):
-        floor = merged([m.load for m in results[("c", mode)]])
-        for key in ("a", "b", "c"):
-            r = merged([m.load for m in results[(key, mode)]])
-            server_cpu = sum(m.server_cpu for m in results[(key, mode)]) / r.requests * 1000
-            machine_cpu = sum(m.machine_cpu for m in results[(key, mode)]) / r.requests * 1000
-            load = (
-                f"{args.rate:g} req/s" if mode == "moderate" else f"{args.concurrency} concurrent"
-            )
-            rows.append(
-                [
-                    load,
-                    f"({key}) {ENDPOINTS[key][0]}",
-                    r.p50 * 1000,
-                    r.p99 * 1000,
-                    r.throughput,
-                    f"{r.p50 / floor.p50:.2f}x",
-                    f"{r.throughput / floor.throughput:.2f}x",
-                    server_cpu,
-                    machine_cpu,
-                    r.errors,
-                ]
-            )
-    print(
-        table(
-            [
-                "load",
-                "endpoint",
-                "p50 ms",
-                "p99 ms",
-                "req/s",
-                "p50 vs (c)",
-                "req/s vs (c)",
-                "app CPU ms/req",
-                "machine CPU ms/req",
-                "errors",
-            ],
-            rows,
-        )
-    )
+        results = run_rounds(args, cluster, url, smtp_port, scratch)
+    sys.exit(report(args, results))
 
 
 def merged(results: list[LoadResult]) -> LoadResult:

@@ -7,12 +7,16 @@ connections, so this is done here, in one place.
 """
 
 import asyncio
+import base64
+import functools
 import logging
+import re
+import secrets
 import unicodedata
+from dataclasses import dataclass
 from email import policy
 from email.errors import MessageError
-from email.headerregistry import Address, BaseHeader, HeaderRegistry
-from email.message import EmailMessage
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.utils import formatdate, parseaddr
 
 import aiosmtplib
@@ -93,28 +97,106 @@ def ascii_address(address: str) -> str:
     return result.ascii_email
 
 
-def compose(
-    *, sender: str, to: str, subject: str, text: str, html: str, message_id: str
-) -> EmailMessage:
-    """A plain-text message with an HTML alternative; NotSendable if it cannot be one.
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message ready for the wire: its envelope, and its bytes as SMTP DATA carries them."""
 
-    EmailMessage folds and encodes headers, and refuses a header value that
-    contains CR or LF; `check_header_text` refuses the values it would decode
-    into one. No value can smuggle in a header of its own.
+    sender: str  # the envelope's MAIL FROM: the From header's address
+    recipient: str
+    data: bytes
+
+    def as_bytes(self) -> bytes:
+        return self.data
+
+
+# What a stored address can be once ascii_address has run: email_validator allows no
+# quoted local part, so a dot-atom, an @, and an ASCII domain. Nothing that could end
+# a header line.
+_ADDR_SPEC = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
+# Ours to generate (see welcome_message_id): "<local@domain>", no space, no line break.
+_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]+@[\x21-\x3b\x3d\x3f-\x7e]+>")
+# A folded header's line breaks must each start a continuation line (RFC 5322 FWS).
+_BREAK_WITHOUT_FWS = re.compile(rb"\r\n(?![ \t])")
+# Body text that can go as it is (7bit): ASCII, no control characters but tab and
+# line ends, no line over RFC 5322's 998 characters. Anything else goes as base64.
+_SEVEN_BIT = re.compile(r"(?:[\t\x20-\x7e]{0,998}(?:\r\n|\r|\n))*[\t\x20-\x7e]{0,998}")
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+@functools.lru_cache(maxsize=1024)
+def _header(name: str, value: str) -> bytes:
+    """The header line as the email package folds and encodes it (RFC 2047 for non-ASCII).
+
+    Cached: the same few senders and subjects recur on every message, and the
+    email package's header machinery costs more CPU than sending the message.
     """
-    check_header_text(subject)
-    message = EmailMessage(policy=_POLICY)
+    check_header_text(value)
     try:
-        message["From"] = sender
-        message["To"] = Address(addr_spec=ascii_address(to))
-        message["Subject"] = subject
-        message["Date"] = formatdate(usegmt=True)
-        message["Message-ID"] = message_id
-        message.set_content(text)
-        message.add_alternative(html, subtype="html")
+        folded = _POLICY.fold_binary(name, _POLICY.header_store_parse(name, value)[1])
     except (ValueError, MessageError) as exc:  # header parse and encoding errors among them
         raise NotSendable(f"the message cannot be composed: {exc}") from None
-    return message
+    # The check newer interpreters' generators make (CVE-2024-6923), made here on all.
+    if _BREAK_WITHOUT_FWS.search(folded[:-2]):
+        raise NotSendable("the header would fold into a header of its own")
+    return folded
+
+
+@functools.lru_cache(maxsize=64)
+def _envelope_sender(sender: str) -> str:
+    return parseaddr(sender)[1]
+
+
+def _part(content_type: str, text: str) -> bytes:
+    if _SEVEN_BIT.fullmatch(text):
+        body = _LINE_END.sub("\r\n", text).encode("ascii")
+        encoding = b"7bit"
+    else:
+        body = base64.encodebytes(text.encode("utf-8")).replace(b"\n", b"\r\n")
+        encoding = b"base64"
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return b'Content-Type: %s; charset="utf-8"\r\nContent-Transfer-Encoding: %s\r\n\r\n%s' % (
+        content_type.encode("ascii"),
+        encoding,
+        body,
+    )
+
+
+def compose(
+    *, sender: str, to: str, subject: str, text: str, html: str, message_id: str
+) -> OutgoingMessage:
+    """A plain-text message with an HTML alternative; NotSendable if it cannot be one.
+
+    The headers whose values come from elsewhere (sender, subject) are folded
+    and encoded by the email package, which refuses CR and LF in them;
+    `check_header_text` refuses the values it would decode into a line break.
+    The rest are shapes we control (an ASCII address, our Message-ID, the
+    date) and are checked against their pattern. No value can smuggle in a
+    header of its own.
+    """
+    recipient = ascii_address(to)
+    if not _ADDR_SPEC.fullmatch(recipient):
+        raise NotSendable("the address is not one the service stores")
+    if not _MESSAGE_ID.fullmatch(message_id):
+        raise NotSendable("the Message-ID is malformed")
+    boundary = b"=_" + secrets.token_hex(16).encode("ascii")  # never in base64 or our text
+    parts = [_part("text/plain", text), _part("text/html", html)]
+    if any(boundary in part for part in parts):  # pragma: no cover - 2**-128
+        raise NotSendable("the body holds the MIME boundary")
+    head = b"".join(
+        (
+            _header("From", sender),
+            b"To: %s\r\n" % recipient.encode("ascii"),
+            _header("Subject", subject),
+            b"Date: %s\r\n" % formatdate(usegmt=True).encode("ascii"),
+            b"Message-ID: %s\r\n" % message_id.encode("ascii"),
+            b'MIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary="%s"\r\n'
+            % boundary,
+        )
+    )
+    body = b"".join(b"\r\n--%s\r\n%s" % (boundary, part) for part in parts)
+    data = b"%s%s\r\n--%s--\r\n" % (head, body, boundary)
+    return OutgoingMessage(_envelope_sender(sender), recipient, data)
 
 
 class Mailer:
@@ -156,18 +238,13 @@ class Mailer:
             local_hostname=mail_domain(settings.mail_from),
         )
 
-    async def send(self, message: EmailMessage) -> None:
+    async def send(self, message: OutgoingMessage) -> None:
         async with self._slots:
             client = self._take_idle()
             try:
                 if client is None:
                     client = await self._connect()
-                await client.send_message(message)
-            except (ValueError, MessageError) as exc:
-                # Flattening the message failed (UnicodeEncodeError, or HeaderWriteError
-                # on interpreters that check their own output): the same every time.
-                _discard(client)
-                raise NotSendable(f"the message cannot be encoded: {exc}") from exc
+                await client.sendmail(message.sender, [message.recipient], message.data)
             except aiosmtplib.SMTPNotSupported as exc:
                 # The message needs an extension (SMTPUTF8, say) the server lacks.
                 _discard(client)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    CompoundSelect,
     Label,
     Select,
     Update,
@@ -22,6 +23,8 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
+    tuple_,
     union_all,
     update,
 )
@@ -106,13 +109,14 @@ async def claim(
     return list(result.mappings())
 
 
-def _fenced(state: TaskState) -> Update:
-    return update(state.model).where(state.fenced(bindparam("row_id"), bindparam("lease")))
-
-
 @cache
 def _renew_statement(state: TaskState) -> Update:
-    return _fenced(state).values({state.lease_until: bindparam("renewed")}).returning(state.id)
+    return (
+        update(state.model)
+        .where(state.fenced(bindparam("row_id"), bindparam("lease")))
+        .values({state.lease_until: bindparam("renewed")})
+        .returning(state.id)
+    )
 
 
 async def renew_lease(
@@ -125,7 +129,7 @@ async def renew_lease(
 ) -> bool:
     """Extend a lease we still hold; False if another run took the row over meanwhile.
 
-    Fenced like a settle (see `settle`), and moving the fencing token on:
+    Fenced by the lease like a settle (see `settle`), and moving the fencing token on:
 
         UPDATE users SET welcome_lease_until=:renewed
         WHERE users.id = :row_id AND users.welcome_status = 'running'
@@ -140,7 +144,13 @@ async def renew_lease(
 
 @cache
 def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
-    fenced = _fenced(state)
+    # Many rows in one statement, each fenced by its own lease (see `settle`).
+    fenced = update(state.model).where(
+        state.mine(
+            state.status == TaskStatus.RUNNING,
+            tuple_(state.id, state.lease_until).in_(bindparam("fences", expanding=True)),
+        )
+    )
     common: dict[Any, Any] = {state.lease_until: None, state.last_error: bindparam("error")}
     return {
         TaskStatus.SUCCEEDED: fenced.values(
@@ -172,26 +182,26 @@ def _settle_statements(state: TaskState) -> dict[TaskStatus, Update]:
 async def settle(
     executor: Executor,
     state: TaskState,
-    row_id: uuid.UUID,
+    fences: list[tuple[uuid.UUID, datetime]],
     *,
-    lease_until: datetime,
     status: TaskStatus,
     now: datetime,
     last_error: str | None = None,
     next_attempt_at: datetime | None = None,
-) -> bool:
-    """Record an attempt's outcome; False if the lease was lost to another run.
+) -> set[uuid.UUID]:
+    """Record the same outcome for several attempts at once; return the rows settled.
 
-    Fenced by the lease (contract rule 5): `:lease` is the lease_until this run's
-    claim, or its last renewal, wrote. Once it ran out and another run claimed
-    the row, the row's lease moved on and the settle matches nothing, though the
-    status is still 'running'. For the welcome email, a success:
+    `fences` pairs each row with the lease_until its run's claim, or last
+    renewal, wrote: the fencing token (contract rule 5). Once a lease ran out
+    and another run claimed the row, the row's lease moved on and its pair
+    matches nothing, though the status is still 'running'; a row missing from
+    the result was lost to another run. For the welcome email, successes:
 
         UPDATE users SET welcome_status='succeeded', welcome_next_attempt_at=NULL,
                          welcome_lease_until=NULL, welcome_succeeded_at=:now,
                          welcome_last_error=:error
-        WHERE users.id = :row_id AND users.welcome_status = 'running'
-          AND users.welcome_lease_until = :lease
+        WHERE users.welcome_status = 'running'
+          AND (users.id, users.welcome_lease_until) IN (:fences)
         RETURNING users.id
 
     A retry and a failure are fenced alike, and differ in what they set:
@@ -204,15 +214,9 @@ async def settle(
     """
     result = await executor.execute(
         _settle_statements(state)[status],
-        {
-            "row_id": row_id,
-            "lease": lease_until,
-            "now": now,
-            "error": last_error,
-            "retry_at": next_attempt_at,
-        },
+        {"fences": fences, "now": now, "error": last_error, "retry_at": next_attempt_at},
     )
-    return result.first() is not None
+    return set(result.scalars())
 
 
 def due_statement(
@@ -272,16 +276,57 @@ async def abandon_exhausted(
     return len(result.all())
 
 
-async def count_by_status(executor: Executor, state: TaskState) -> dict[TaskStatus, int]:
-    """Rows in each status; rows that owe no such work (NULL status) are not tasks."""
-    result = await executor.execute(
-        select(state.status, func.count())
-        .where(state.mine(state.status.is_not(None)))
-        .group_by(state.status)
+def _attention_counts(state: TaskState) -> CompoundSelect[tuple[Any, int]]:
+    """Rows in each status that needs attention: one arm per partial index (`..._due`,
+    `..._lease`, `..._failed`), whose condition the arm repeats so the planner can
+    use it, so the count costs the same however many rows are settled and done."""
+    arms = (
+        state.status.in_(UNFINISHED),
+        state.status == TaskStatus.RUNNING,
+        state.status == TaskStatus.FAILED,
     )
+    return union_all(
+        *(
+            select(state.status, func.count()).where(state.mine(arm)).group_by(state.status)
+            for arm in arms
+        )
+    )
+
+
+async def count_by_status(executor: Executor, state: TaskState) -> dict[TaskStatus, int]:
+    """Exact counts of the rows pending, retrying, running or failed (see _attention_counts).
+
+    `succeeded` is left at 0: see `count_succeeded`.
+    """
+    result = await executor.execute(_attention_counts(state))
     counts = dict.fromkeys(TaskStatus, 0)
-    counts.update({TaskStatus(status): count for status, count in result if status is not None})
+    counts.update({TaskStatus(row[0]): row[1] for row in result})
     return counts
+
+
+# Below this many (as the planner reckons), succeeded rows are counted exactly.
+EXACT_SUCCEEDED_BELOW = 10_000
+
+
+async def count_succeeded(session: AsyncSession, state: TaskState) -> tuple[int, bool]:
+    """How many rows succeeded, and whether that figure is an estimate.
+
+    Succeeded rows are nearly every row and only grow, so counting them means
+    reading the whole table. On PostgreSQL the planner's estimate (table
+    statistics kept by autovacuum's ANALYZE) is taken once it reaches
+    EXACT_SUCCEEDED_BELOW; under that the rows are counted. SQLite keeps no
+    such statistics: it always counts.
+    """
+    succeeded = select(state.id).where(state.mine(state.status == TaskStatus.SUCCEEDED))
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql":
+        sql = succeeded.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
+        plan = (await session.execute(text(f"EXPLAIN (FORMAT JSON) {sql}"))).scalar_one()
+        estimate = int(plan[0]["Plan"]["Plan Rows"])
+        if estimate >= EXACT_SUCCEEDED_BELOW:
+            return estimate, True
+    count = await session.execute(select(func.count()).select_from(succeeded.subquery()))
+    return int(count.scalar_one()), False
 
 
 async def due_summary(

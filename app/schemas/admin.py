@@ -17,7 +17,16 @@ TaskKindName = Literal["welcome_email", "csv_import", "notification_email", "not
 
 class TaskKindSummary(BaseModel):
     kind: TaskKindName
-    counts: dict[TaskStatus, int] = Field(description="Rows in each status.")
+    counts: dict[TaskStatus, int] = Field(
+        description="Rows in each status. Exact, but for `succeeded` when "
+        "`succeeded_is_estimate` is true."
+    )
+    succeeded_is_estimate: bool = Field(
+        description="Whether `counts.succeeded` is PostgreSQL's estimate from its table "
+        "statistics (as ANALYZE last saw the table) rather than a count. It is from "
+        "10,000 succeeded rows up, so that reading the overview costs the same however "
+        "many rows are done; below that, and on SQLite, it is counted exactly."
+    )
     due: int = Field(description="Rows due now: waiting for a run, or abandoned by a dead one.")
     oldest_due_age_seconds: float | None = Field(
         description="How long the oldest due row has been waiting; null when none is due."

@@ -228,19 +228,29 @@ TASKS = TasksOverview(
     kinds=[
         TaskKindSummary(
             kind="welcome_email",
-            counts=_counts(succeeded=1480, retrying=2, failed=1),
+            counts=_counts(succeeded=148_020, retrying=2, failed=1),
+            succeeded_is_estimate=True,
             due=2,
             oldest_due_age_seconds=4.2,
         ),
         TaskKindSummary(
-            kind="csv_import", counts=_counts(succeeded=3), due=0, oldest_due_age_seconds=None
+            kind="csv_import",
+            counts=_counts(succeeded=3),
+            succeeded_is_estimate=False,
+            due=0,
+            oldest_due_age_seconds=None,
         ),
         TaskKindSummary(
-            kind="notification_email", counts=_counts(), due=0, oldest_due_age_seconds=None
+            kind="notification_email",
+            counts=_counts(),
+            succeeded_is_estimate=False,
+            due=0,
+            oldest_due_age_seconds=None,
         ),
         TaskKindSummary(
             kind="notification_webhook",
             counts=_counts(succeeded=12),
+            succeeded_is_estimate=False,
             due=0,
             oldest_due_age_seconds=None,
         ),

@@ -10,7 +10,8 @@ lives (TaskState) and what it does (`perform`). There is one way through:
                 are free slots; rows not returned are someone else's (rule 3)
       attempt   `perform` under the kind's time limit (rule 4), renewing the
                 lease meanwhile if the kind asks for it (rule 8)
-      settle    fenced by the lease (rule 5), shielded from cancellation
+      settle    fenced by the lease (rule 5), shielded from cancellation, written
+                with the other settles of the kind queued meanwhile (tasks.settling)
       retry     a backoff short enough to wait out here: the row goes round
                 again as a batch of one; a longer one is left to recovery
 
@@ -40,6 +41,7 @@ from app.models.base import TaskStatus, utcnow
 from app.models.task_state import TaskState
 from app.repositories import tasks as tasks_repo
 from app.tasks.runtime import Limiter, Runtime, current
+from app.tasks.settling import Settle
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,9 @@ _ERROR_LIMIT = 1000
 # How long a settle keeps retrying while the database is unreachable, at most:
 # the work is done, and giving up means recovery does it again.
 _SETTLE_PATIENCE = 0.8  # of the lease
+# How long a claim for many rows waits for more slots to free up: a few
+# milliseconds on the way to the work, against a statement per row.
+_CLAIM_WINDOW_SECONDS = 0.003
 
 
 class PermanentTaskError(Exception):
@@ -182,11 +187,14 @@ async def _run(
 async def _claims(
     runtime: Runtime, kind: TaskKind, limiter: Limiter, row_ids: list[uuid.UUID]
 ) -> AsyncIterator[Claim]:
-    """The rows won, each holding a slot: as many claimed per statement as slots are free,
-    so a backlog drains without a claim round trip per row."""
+    """The rows won, each holding a slot: as many claimed per statement as slots are free
+    (after a few milliseconds for the slots of attempts finishing about then), so a
+    backlog drains without a claim round trip per row."""
     waiting = list(reversed(row_ids))
     while waiting:
         await limiter.acquire()
+        if len(waiting) > 1:
+            await asyncio.sleep(_CLAIM_WINDOW_SECONDS)
         slots = 1
         while slots < len(waiting) and limiter.try_acquire():
             slots += 1
@@ -205,17 +213,18 @@ async def _claims(
 async def _run_claimed(
     runtime: Runtime, kind: TaskKind, limiter: Limiter, claim: Claim, retry_within: float
 ) -> TaskStatus | None:
-    """Attempt a claimed row, freeing its slot after; go round again if the backoff fits."""
+    """Attempt a claimed row, its slot freed by then; go round again if the backoff fits."""
+    slot = _Slot(limiter)
     try:
         with log_context(row_id=str(claim.row_id)):
-            outcome = await _attempt(runtime, kind, claim)
+            outcome = await _attempt(runtime, kind, claim, slot)
     except Exception:
         # The settle failed (database unreachable?). The row keeps its durable
         # state, and recovery picks it up when it is due again.
         logger.exception("task stopped before settling; recovery will resume it")
         return None
     finally:
-        limiter.release()
+        slot.free()
     if outcome is None:
         return None
     if outcome.retry_in is None or outcome.retry_in > retry_within:
@@ -249,12 +258,27 @@ async def _claim(runtime: Runtime, kind: TaskKind, row_ids: list[uuid.UUID]) -> 
     ]
 
 
-async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim) -> _Outcome | None:
+class _Slot:
+    """A claimed row's slot of its kind's Limiter, freed once: when the attempt's side
+    effect is over, so the next row's claim and attempt need not wait for this one's
+    settle (the limit bounds the work in flight, not its bookkeeping)."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        self._limiter: Limiter | None = limiter
+
+    def free(self) -> None:
+        if self._limiter is not None:
+            self._limiter.release()
+            self._limiter = None
+
+
+async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim, slot: _Slot) -> _Outcome | None:
     """Perform and settle one claimed attempt; None if another run took the row over."""
     started = time.perf_counter()
     with log_context(attempt=claim.attempt), runtime.in_flight.track():
         try:
             outcome = await _perform(runtime, kind, claim)
+            slot.free()
         except LeaseLost:
             logger.warning("lease lost: another run owns this row now; stopping")
             return None
@@ -394,7 +418,9 @@ async def _settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outc
         logger.warning("lease lost before settling; another run owns this row now")
         return False
     _count(kind, outcome.status)
-    log = logger.info if outcome.status is TaskStatus.SUCCEEDED else logger.warning
+    # A success is counted (metrics, the admin API); a line per row at INFO would cost a
+    # busy drain more CPU than its claim. What went wrong is logged at WARNING.
+    log = logger.debug if outcome.status is TaskStatus.SUCCEEDED else logger.warning
     log(
         "task %s",
         outcome.status,
@@ -404,21 +430,18 @@ async def _settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outc
 
 
 async def _write_settle(runtime: Runtime, kind: TaskKind, claim: Claim, outcome: _Outcome) -> bool:
-    now = utcnow()
     next_attempt_at = (
-        now + timedelta(seconds=outcome.retry_in) if outcome.retry_in is not None else None
+        utcnow() + timedelta(seconds=outcome.retry_in) if outcome.retry_in is not None else None
     )
-    async with claim.lease.held() as lease_until, single_statement(runtime.engine) as connection:
-        return await tasks_repo.settle(
-            connection,
-            kind.state,
+    async with claim.lease.held() as lease_until:
+        settle = Settle(
             claim.row_id,
-            lease_until=lease_until,
-            status=outcome.status,
-            now=now,
+            lease_until,
+            outcome.status,
             last_error=outcome.error[:_ERROR_LIMIT] if outcome.error else None,
             next_attempt_at=next_attempt_at,
         )
+        return await runtime.settlers.of(kind.state).settle(settle)
 
 
 def _count(kind: TaskKind, status: TaskStatus) -> None:

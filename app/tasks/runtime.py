@@ -22,6 +22,7 @@ from app.core.processes import ProcessPool
 from app.integrations import webhooks
 from app.integrations.mail_capture import MailCapture
 from app.integrations.mailer import Mailer
+from app.tasks.settling import Settlers
 
 if TYPE_CHECKING:
     from app.tasks.runner import TaskKind
@@ -35,10 +36,11 @@ _WORKER_MODULES = ("app.services.csv_reader",)
 
 
 class Limiter:
-    """At most `limit` runs of one task kind at once, and at most `backlog` waiting.
+    """At most `limit` runs of one task kind at work at once, and at most `backlog` waiting.
 
     A run takes its slot before it claims its row, so time spent waiting here
-    never eats into the lease or the timeout of the attempt (contract rule 7).
+    never eats into the lease or the timeout of the attempt (contract rule 7),
+    and frees it once its side effect is over, before its settle is written.
     Slots go to waiting runs first come, first served.
     """
 
@@ -120,8 +122,8 @@ class InFlight:
 
 @dataclass(frozen=True)
 class Runtime:
-    """What tasks reach: fixed for the process's life (the limiters and the count of
-    attempts in flight change inside their own objects)."""
+    """What tasks reach: fixed for the process's life (the limiters, the settlers and
+    the count of attempts in flight change inside their own objects)."""
 
     settings: Settings
     engine: AsyncEngine  # the task pool, separate from the request pool
@@ -130,6 +132,7 @@ class Runtime:
     http: httpx.AsyncClient  # webhooks: one pool of connections for the process
     processes: ProcessPool  # for CPU-heavy work (CSV parsing), off the event loop
     limiters: Limiters
+    settlers: Settlers  # on the task pool: each kind's settles, written together
     in_flight: InFlight = field(default_factory=InFlight)
 
 
@@ -166,6 +169,7 @@ async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[
         http=webhooks.open_client(settings),
         processes=ProcessPool(settings.upload_workers, preload=_WORKER_MODULES),
         limiters=Limiters(settings),
+        settlers=Settlers(database.task_engine),
     )
     install(runtime)
     try:

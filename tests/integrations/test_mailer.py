@@ -6,19 +6,18 @@ import email.base64mime
 import email.quoprimime
 import string
 from email import policy
-from email.message import EmailMessage
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from app.integrations.errors import PermanentDeliveryError, TransientDeliveryError
-from app.integrations.mailer import Mailer, NotSendable, compose
+from app.integrations.mailer import Mailer, NotSendable, OutgoingMessage, compose
 from tests.support.postgres import free_port
 from tests.support.smtp import SMTPServer
 
 
-def message(number: int) -> EmailMessage:
+def message(number: int) -> OutgoingMessage:
     return compose(
         sender="Signup Service <no-reply@example.com>",
         to=f"user{number}@example.com",

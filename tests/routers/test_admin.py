@@ -42,6 +42,7 @@ async def test_overview_counts_each_status_and_the_due_backlog(
     assert kinds["welcome_email"] == {
         "kind": "welcome_email",
         "counts": {"pending": 0, "running": 0, "retrying": 0, "succeeded": 1, "failed": 2},
+        "succeeded_is_estimate": False,
         "due": 0,
         "oldest_due_age_seconds": None,
     }

@@ -189,7 +189,7 @@ async def test_a_settle_is_retried_while_the_database_blips(
     real_settle = tasks_repo.settle
     failures = iter([OperationalError("UPDATE", {}, ConnectionError("connection lost"))] * 2)
 
-    async def flaky_settle(*args: Any, **kwargs: Any) -> bool:
+    async def flaky_settle(*args: Any, **kwargs: Any) -> Any:
         failure = next(failures, None)
         if failure is not None:
             raise failure
