@@ -12,8 +12,10 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.security_headers import CONSOLE_POLICY
+from app.models.base import TaskStatus, utcnow
 from app.routers import console
 from app.schemas import examples
+from app.schemas.admin import TaskKindSummary
 from app.schemas.upload import UploadSummary
 from tests.support.rows import insert_user
 from tests.support.smtp import SMTPServer
@@ -336,3 +338,29 @@ async def test_the_uploads_show_newest_first_with_their_counts_and_errors_csv(
     assert 'value="100"' in one
     assert "hx-trigger" not in one  # settled: no longer watched
     assert 'hx-trigger="every' in fragment  # the list itself keeps refreshing
+
+
+def test_an_estimated_succeeded_count_is_marked_as_one() -> None:
+    counts = dict.fromkeys(TaskStatus, 0) | {TaskStatus.SUCCEEDED: 1_200_000}
+    kinds = [
+        TaskKindSummary(
+            kind=kind,
+            counts=counts,
+            succeeded_is_estimate=estimate,
+            due=0,
+            oldest_due_age_seconds=None,
+        )
+        for kind, estimate in (("welcome_email", True), ("csv_import", False))
+    ]
+    fragment = console._templates.get_template("console/work_counts.html").render(
+        kinds=kinds,
+        statuses=list(TaskStatus),
+        ages=dict.fromkeys(("welcome_email", "csv_import"), "-"),
+        read_at=utcnow(),
+    )
+
+    rows = dict(re.findall(r'<tr data-kind="([a-z_]+)">(.*?)</tr>', fragment, re.S))
+    assert cells(rows["welcome_email"], "status")["succeeded"] == "~1200000"
+    assert "data-estimate" in rows["welcome_email"]
+    assert cells(rows["csv_import"], "status")["succeeded"] == "1200000"
+    assert "data-estimate" not in rows["csv_import"]
