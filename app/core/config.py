@@ -283,11 +283,6 @@ class Settings(BaseSettings):
         return self.resolved_database_url.startswith("sqlite")
 
     @property
-    def uploads_dir(self) -> Path:
-        """Where uploaded CSV files are kept, each under a name the service generates."""
-        return self.data_dir / "uploads"
-
-    @property
     def mail_dir(self) -> Path:
         """Where the embedded SMTP capture saves messages when SMTP_HOST is unset."""
         return self.data_dir / "mail"

@@ -1,4 +1,4 @@
-"""Parsing and validating a stored CSV upload, batch by batch (no database: pure functions)."""
+"""Parsing and validating a CSV upload, batch by batch, window by window (no database)."""
 
 import csv
 import io
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.services.csv_reader import BadHeader, Batch, read_batch
+from app.services.csv_reader import BadHeader, Batch, Window, read_batch, read_header
 
 MAX_LINE = 200
 
@@ -40,11 +40,44 @@ class Merged:
     next_offset: int = 0
 
 
-def read_all(path: Path, batch_rows: int = 1000, max_line_bytes: int = MAX_LINE) -> Merged:
+def window_of(content: bytes, offset: int, size: int) -> Window:
+    data = content[offset : offset + size]
+    return Window(data, offset, at_end=offset + len(data) >= len(content))
+
+
+def one_batch(path: Path, offset: int, line: int, *, max_rows: int) -> Batch:
+    """A batch with all of the file in its window."""
+    content = path.read_bytes()
+    header = read_header(window_of(content, 0, len(content)), MAX_LINE)
+    whole = window_of(content, 0, len(content))
+    return read_batch(whole, header, offset, line, max_rows=max_rows, max_line_bytes=MAX_LINE)
+
+
+def read_all(
+    path: Path,
+    batch_rows: int = 1000,
+    max_line_bytes: int = MAX_LINE,
+    window_bytes: int = 1 << 20,
+) -> Merged:
+    """As the CSV import reads: windows of `window_bytes`, widened while a record does not
+    fit, and the rest of a line too long to read skipped up to its newline."""
+    content = path.read_bytes()
+    header = read_header(window_of(content, 0, 1 << 20), max_line_bytes)
     merged = Merged()
     offset, line = 0, 1
     while True:
-        batch = read_batch(path, offset, line, max_rows=batch_rows, max_line_bytes=max_line_bytes)
+        size = window_bytes
+        batch = Batch(needs_more=True)
+        while batch.needs_more:
+            window = window_of(content, offset, size)
+            batch = read_batch(
+                window, header, offset, line, max_rows=batch_rows, max_line_bytes=max_line_bytes
+            )
+            size *= 2
+        if batch.inside_long_line:
+            newline = content.find(b"\n", batch.next_offset)
+            batch.next_offset = newline + 1 if newline >= 0 else len(content)
+            batch.finished = batch.next_offset >= len(content)
         merged.kept += kept(batch)
         merged.valid += batch.valid
         merged.repeated += batch.repeated
@@ -154,7 +187,10 @@ def test_latin_1_bytes_reject_their_row_with_its_line_number_and_the_rest_goes_o
     assert reason == "not valid UTF-8 (byte 0xE9 on line 3); save the file as UTF-8"
 
 
-def test_a_line_over_the_limit_is_rejected_unread_and_the_rest_goes_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("window_bytes", [1 << 20, 3 * MAX_LINE, 7])
+def test_a_line_over_the_limit_is_rejected_unread_and_the_rest_goes_on(
+    tmp_path: Path, window_bytes: int
+) -> None:
     path = stored(
         tmp_path,
         b"email,name\n"
@@ -162,17 +198,20 @@ def test_a_line_over_the_limit_is_rejected_unread_and_the_rest_goes_on(tmp_path:
         + b"ada@example.com,Ada\n",
     )  # fmt: skip
 
-    batch = read_all(path)
+    batch = read_all(path, window_bytes=window_bytes)
 
     assert reasons(batch) == {2: f"longer than {MAX_LINE} bytes (an unclosed quote?)"}
     assert batch.kept == [(3, "ada@example.com", "Ada")]
 
 
-def test_an_unclosed_quote_swallows_at_most_the_line_limit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("window_bytes", [1 << 20, 50])
+def test_an_unclosed_quote_swallows_at_most_the_line_limit(
+    tmp_path: Path, window_bytes: int
+) -> None:
     rows = b"".join(b"user%d@example.com,User %d\n" % (n, n) for n in range(20))
     path = stored(tmp_path, b'email,name\nada@example.com,"Ada\n' + rows)
 
-    batch = read_all(path)
+    batch = read_all(path, window_bytes=window_bytes)
 
     assert list(reasons(batch)) == [2]
     assert len(batch.kept) > 10  # the rows after the swallowed ones are read again
@@ -233,10 +272,8 @@ def test_a_header_only_file_is_finished_with_no_rows(tmp_path: Path) -> None:
 def test_a_batch_ends_on_a_record_boundary_the_next_batch_starts_from(tmp_path: Path) -> None:
     path = stored(tmp_path, b'email,name\na@example.com,"A\nB"\nb@example.com,B\nc@example.com,C\n')
 
-    first = read_batch(path, 0, 1, max_rows=1, max_line_bytes=MAX_LINE)
-    second = read_batch(
-        path, first.next_offset, first.next_line, max_rows=1, max_line_bytes=MAX_LINE
-    )
+    first = one_batch(path, 0, 1, max_rows=1)
+    second = one_batch(path, first.next_offset, first.next_line, max_rows=1)
 
     assert (first.next_line, first.finished) == (4, False)
     assert path.read_bytes()[first.next_offset :].startswith(b"b@example.com")
@@ -256,12 +293,14 @@ names = st.sampled_from(["Ada", "Lovelace, Ada", 'Say "hi"', "Zoë", "Two\nLines
         max_size=30,
     ),
     batch_rows=st.integers(min_value=1, max_value=7),
+    window_bytes=st.integers(min_value=1, max_value=80),
     line_end=st.sampled_from(["\n", "\r\n"]),
 )
-def test_reading_in_batches_gives_what_one_pass_gives(
+def test_reading_in_batches_and_windows_gives_what_one_pass_gives(
     tmp_path_factory: pytest.TempPathFactory,
     rows: list[tuple[str, str]],
     batch_rows: int,
+    window_bytes: int,
     line_end: str,
 ) -> None:
     buffer = io.StringIO(newline="")
@@ -270,7 +309,7 @@ def test_reading_in_batches_gives_what_one_pass_gives(
     writer.writerows(rows)
     path = stored(tmp_path_factory.mktemp("rows"), buffer.getvalue().encode())
 
-    in_batches = read_all(path, batch_rows=batch_rows)
+    in_batches = read_all(path, batch_rows=batch_rows, window_bytes=window_bytes)
     at_once = read_all(path, batch_rows=10_000)
 
     # Each batch keeps an address once; across batches, the database does.
@@ -290,7 +329,7 @@ def test_the_valid_rows_come_as_csv_postgresql_reads_back_alike(tmp_path: Path) 
         b"ADA@example.com,Again\nbad,Eve\n",
     )
 
-    batch = read_batch(path, 0, 1, max_rows=100, max_line_bytes=MAX_LINE)
+    batch = one_batch(path, 0, 1, max_rows=100)
 
     assert (batch.distinct, batch.repeated, batch.rows) == (2, 1, 4)
     assert kept(batch) == [
