@@ -23,7 +23,6 @@ from app.models import AuditEntry, IdempotencyKey, Upload, UploadChunk, User
 from app.services.upload_files import CHUNK_BYTES
 from app.tasks.recovery import recover_once
 from app.tasks.runtime import current
-from tests.support.keys import bearer
 from tests.support.smtp import SMTPServer
 
 PROBLEM = "application/problem+json"

@@ -11,7 +11,6 @@ from fastapi import FastAPI
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.core.config import Settings
 from app.core.shutdown import Shutdown
 from app.models import Upload, UploadChunk, UploadRowError, User
 from app.models.base import TaskStatus, utcnow
