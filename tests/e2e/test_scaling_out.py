@@ -5,6 +5,7 @@ and no volume shared."""
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.test_upload_crash import assert_counts_exact, people_csv, wait_for
 from tests.support.e2e import (
@@ -60,7 +61,7 @@ async def test_web_processes_hand_all_work_to_workers_and_a_killed_worker_s_impo
         location = response.headers["location"]
 
         async def part_imported() -> bool:
-            body = (await http.get(location)).json()
+            body: dict[str, Any] = (await http.get(location)).json()
             return body["status"] == "running" and 0 < body["rows_total"] < ROWS // 2
 
         await eventually_async(part_imported, timeout=30, interval=0.005, what="a partial import")
