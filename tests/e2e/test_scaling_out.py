@@ -62,7 +62,7 @@ async def test_web_processes_hand_all_work_to_workers_and_a_killed_worker_s_impo
 
         async def part_imported() -> bool:
             body: dict[str, Any] = (await http.get(location)).json()
-            return body["status"] == "running" and 0 < body["rows_total"] < ROWS // 2
+            return bool(body["status"] == "running" and 0 < body["rows_total"] < ROWS // 2)
 
         await eventually_async(part_imported, timeout=30, interval=0.005, what="a partial import")
         # The worker importing it is the one that started CSV processes.
