@@ -25,7 +25,7 @@ import yaml
 from dotenv import dotenv_values
 
 from tests.support.postgres import PostgresCluster
-from tests.support.server import PROJECT_ROOT, ServerProcess
+from tests.support.server import PROJECT_ROOT, ServerProcess, WorkerProcess
 from tests.support.smtp import SMTPServer
 
 SERVICES: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())[
@@ -104,6 +104,15 @@ def start_service(service: str, env: dict[str, str], cwd: Path) -> ServerProcess
     return ServerProcess(
         {**env, "PYTHONPATH": str(PROJECT_ROOT)}, cwd / f"{service}.log", command=command, cwd=cwd
     ).start()
+
+
+def start_worker_service(service: str, env: dict[str, str], cwd: Path) -> WorkerProcess:
+    """A worker service's command, as compose runs it, started and listening."""
+    command = [sys.executable, *SERVICES[service]["command"][1:]]
+    worker = WorkerProcess(
+        {**env, "PYTHONPATH": str(PROJECT_ROOT)}, cwd / f"{service}.log", command=command, cwd=cwd
+    )
+    return worker.start()
 
 
 @contextmanager

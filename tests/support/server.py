@@ -113,8 +113,16 @@ class ServerProcess:
 class WorkerProcess(ServerProcess):
     """One `python -m app worker` process: no HTTP; ready once it listens for owed work."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        super().__init__(env, log_path, command=[sys.executable, "-m", "app", "worker"])
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        command: list[str] | None = None,
+        cwd: Path = PROJECT_ROOT,
+    ) -> None:
+        command = command or [sys.executable, "-m", "app", "worker"]
+        super().__init__(env, log_path, command=command, cwd=cwd)
 
     def start(self, *, ready_path: str = "", timeout: float = 60.0) -> "WorkerProcess":
         self._launch([])
