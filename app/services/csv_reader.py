@@ -16,8 +16,10 @@ chunks at a time and hands each batch the window it has.
 - No line, and no record, may be longer than `max_line_bytes`: memory stays
   bounded whatever the file holds (an unclosed quote, a binary blob).
 - Rows are validated by the API's own field types (`app.schemas.fields`).
-- The valid rows leave as CSV bytes (`line,email,name`), the form PostgreSQL's
-  COPY reads: the server passes them on without touching each row.
+- The valid rows leave as CSV bytes, `email,name` and then the `row_tail` the
+  caller gives (the columns every row of the batch shares): the form
+  PostgreSQL's COPY reads, so the server passes them on without touching
+  each row.
 """
 
 import csv
@@ -68,7 +70,7 @@ class Batch:
     Whether an address is registered already is for the database to say.
     """
 
-    valid_csv: bytes = b""  # the rows kept, as CSV lines `line,email,name`
+    valid_csv: bytes = b""  # the rows kept, as CSV lines `email,name` + the row tail
     distinct: int = 0  # how many rows valid_csv holds
     repeated: int = 0
     rejected: list[Rejected] = field(default_factory=list)
@@ -271,9 +273,10 @@ def read_batch(
     *,
     max_rows: int,
     max_line_bytes: int,
+    row_tail: str = "",
 ) -> Batch:
     """Up to `max_rows` records from the checkpoint (offset 0: the start of the file), as
-    many as `window` holds whole.
+    many as `window` holds whole; each valid row's CSV line ends with `row_tail`.
 
     Blank lines, and rows of empty cells, are skipped and not counted.
     """
@@ -283,7 +286,7 @@ def read_batch(
     file.seek(offset - window.start)
     lines = _Lines(file, next_line, max_line_bytes, at_end=window.at_end)
     batch = Batch(ignored_columns=header.ignored_columns)
-    kept: list[tuple[int, str, str]] = []
+    kept: list[tuple[str, str]] = []
     seen: set[str] = set()
     for count, record in enumerate(_records(lines), start=1):
         try:
@@ -296,14 +299,14 @@ def read_batch(
                 batch.repeated += 1
             else:
                 seen.add(email)
-                kept.append((record.line, email, name))
+                kept.append((email, name))
         if count == max_rows:
             break
     batch.finished = lines.finished
     batch.inside_long_line = lines.inside_long_line
     batch.next_offset, batch.next_line = window.start + lines.boundary, lines.boundary_line
     batch.needs_more = not batch.finished and batch.next_offset == offset
-    batch.valid_csv, batch.distinct = _as_csv(kept), len(kept)
+    batch.valid_csv, batch.distinct = _as_csv(kept, row_tail), len(kept)
     return batch
 
 
@@ -349,10 +352,12 @@ def _as_read(value: str) -> str:
     return readable[:_KEPT_VALUE_CHARS]
 
 
-def _as_csv(rows: list[tuple[int, str, str]]) -> bytes:
+def _as_csv(rows: list[tuple[str, str]], tail: str) -> bytes:
     # Python's csv dialect and PostgreSQL's CSV format quote alike ("" inside
-    # quotes); no value is empty (that would read as NULL) and no line is just
-    # "\." (every line starts with its number).
+    # quotes); no value is empty (that would read as NULL), and no line is just
+    # "\." (an address has an @). A valid name or address holds no line break,
+    # so every "\n" ends a row: that is where the tail goes.
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue().encode()
+    text = buffer.getvalue()
+    return (text.replace("\n", tail + "\n") if tail else text).encode()

@@ -22,6 +22,7 @@ The runner claims, renews the lease, retries and settles; this is the import.
 
 import asyncio
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -107,15 +108,15 @@ async def _import(runtime: Runtime, claim: Claim) -> None:
         header = read_header(await reader.window(0), runtime.settings.upload_max_line_bytes)
     except BadHeader as exc:
         raise PermanentTaskError(str(exc)) from None
+    batches = _Batches(runtime, reader, header, send_welcome=claim.row["send_welcome"])
     offset, line = claim.row["next_offset"], claim.row["next_line"]
-    reading = _read(runtime, await reader.window(offset), header, offset, line)
+    reading = await batches.read(offset, line)
     try:
         while True:
-            batch = await _whole(runtime, reader, header, await reading, offset, line)
+            batch = await batches.whole(await reading, offset, line)
             if not batch.finished:
                 # Parse the next batch while this one is written.
-                window = await reader.window(batch.next_offset)
-                reading = _read(runtime, window, header, batch.next_offset, batch.next_line)
+                reading = await batches.read(batch.next_offset, batch.next_line)
             await _commit(runtime, claim, batch, from_offset=offset)
             if batch.finished:
                 return
@@ -124,42 +125,51 @@ async def _import(runtime: Runtime, claim: Claim) -> None:
         _discard(reading)
 
 
-async def _whole(
-    runtime: Runtime, reader: _FileReader, header: Header, batch: Batch, offset: int, line: int
-) -> Batch:
-    """`batch`, read again with a wider window while it held no whole record, and ending
-    on a record boundary."""
-    size = _WINDOW_BYTES
-    while batch.needs_more:
-        size *= 2
-        if size > _MOST_WINDOW_BYTES:
-            raise PermanentTaskError(
-                f"line {line}: a record runs past {_MOST_WINDOW_BYTES} bytes of blank lines"
+@dataclass(frozen=True)
+class _Batches:
+    """Batches of one upload's file, parsed and validated in a worker process."""
+
+    runtime: Runtime
+    reader: _FileReader
+    header: Header
+    send_welcome: bool
+
+    async def read(
+        self, offset: int, line: int, size: int = _WINDOW_BYTES
+    ) -> "asyncio.Task[Batch]":
+        """The batch from `offset` (on `line`), given up to `size` bytes of the file, as a
+        task to await later."""
+        settings = self.runtime.settings
+        tail = bulk_users.row_tail(send_welcome=self.send_welcome, now=utcnow())
+        return asyncio.create_task(
+            self.runtime.processes.run(
+                read_batch,
+                await self.reader.window(offset, size),
+                self.header,
+                offset,
+                line,
+                max_rows=settings.upload_batch_rows,
+                max_line_bytes=settings.upload_max_line_bytes,
+                row_tail=tail,
             )
-        batch = await _read(runtime, await reader.window(offset, size), header, offset, line)
-    if batch.inside_long_line:
-        batch.next_offset = await reader.after_line(batch.next_offset)
-        batch.inside_long_line = False
-        batch.finished = batch.next_offset >= reader.size
-    return batch
-
-
-def _read(
-    runtime: Runtime, window: Window, header: Header, offset: int, line: int
-) -> "asyncio.Task[Batch]":
-    """Parse and validate a batch in a worker process, as a task to await later."""
-    settings = runtime.settings
-    return asyncio.create_task(
-        runtime.processes.run(
-            read_batch,
-            window,
-            header,
-            offset,
-            line,
-            max_rows=settings.upload_batch_rows,
-            max_line_bytes=settings.upload_max_line_bytes,
         )
-    )
+
+    async def whole(self, batch: Batch, offset: int, line: int) -> Batch:
+        """`batch`, read again with a wider window while it held no whole record, and
+        ending on a record boundary."""
+        size = _WINDOW_BYTES
+        while batch.needs_more:
+            size *= 2
+            if size > _MOST_WINDOW_BYTES:
+                raise PermanentTaskError(
+                    f"line {line}: a record runs past {_MOST_WINDOW_BYTES} bytes of blank lines"
+                )
+            batch = await (await self.read(offset, line, size))
+        if batch.inside_long_line:
+            batch.next_offset = await self.reader.after_line(batch.next_offset)
+            batch.inside_long_line = False
+            batch.finished = batch.next_offset >= self.reader.size
+        return batch
 
 
 def _discard(reading: "asyncio.Task[Batch]") -> None:

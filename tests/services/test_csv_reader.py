@@ -20,12 +20,13 @@ def stored(tmp_path: Path, content: bytes) -> Path:
     return path
 
 
-Row = tuple[int, str, str]
+Row = tuple[str, str]
 
 
 def kept(batch: Batch) -> list[Row]:
-    """The rows a batch keeps, read back from the CSV it hands the database."""
-    return [(int(n), e, m) for n, e, m in csv.reader(io.StringIO(batch.valid_csv.decode()))]
+    """The rows a batch keeps (email, name), read back from the CSV it hands the database."""
+    rows = csv.reader(io.StringIO(batch.valid_csv.decode()))
+    return [(email, name) for email, name, *_tail in rows]
 
 
 @dataclass
@@ -129,14 +130,14 @@ def test_header_is_case_insensitive_in_any_order_and_extra_columns_are_reported_
 
     batch = read_all(path)
 
-    assert batch.kept == [(2, "ada@example.com", "Ada"), (3, "bob@example.com", "Bob")]
+    assert batch.kept == [("ada@example.com", "Ada"), ("bob@example.com", "Bob")]
     assert batch.ignored_columns == ["Company", "(column 4)", "notes"]
 
 
 def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
     path = stored(tmp_path, "\ufeffemail,name\nada@example.com,Ada\n".encode())
 
-    assert read_all(path).kept == [(2, "ada@example.com", "Ada")]
+    assert read_all(path).kept == [("ada@example.com", "Ada")]
 
 
 def test_crlf_and_lf_line_ends_and_a_missing_final_newline_read_alike(tmp_path: Path) -> None:
@@ -146,7 +147,7 @@ def test_crlf_and_lf_line_ends_and_a_missing_final_newline_read_alike(tmp_path: 
     unterminated = read_all(stored(tmp_path, "\r\n".join(rows).encode()))
 
     assert lf.kept == crlf.kept == unterminated.kept
-    assert lf.kept == [(2, "ada@example.com", "Ada"), (3, "bob@example.com", "Bob")]
+    assert lf.kept == [("ada@example.com", "Ada"), ("bob@example.com", "Bob")]
 
 
 def test_quoted_fields_keep_commas_and_newlines_and_line_numbers_stay_physical(
@@ -162,8 +163,8 @@ def test_quoted_fields_keep_commas_and_newlines_and_line_numbers_stay_physical(
     batch = read_all(path)
 
     assert batch.kept == [
-        (2, "ada@example.com", "Lovelace, Ada"),
-        (6, "carol@example.com", "Carol"),
+        ("ada@example.com", "Lovelace, Ada"),
+        ("carol@example.com", "Carol"),
     ]
     # A newline inside a name is read correctly, then refused like a signup's.
     assert reasons(batch) == {4: "name: must not contain control characters or line breaks"}
@@ -181,7 +182,7 @@ def test_latin_1_bytes_reject_their_row_with_its_line_number_and_the_rest_goes_o
 
     batch = read_all(path)
 
-    assert batch.kept == [(2, "ada@example.com", "Ada"), (4, "bob@example.com", "Bob")]
+    assert batch.kept == [("ada@example.com", "Ada"), ("bob@example.com", "Bob")]
     [(line, email, name, reason)] = batch.rejected
     assert (line, email, name) == (3, "zoe@example.com", "Zo\ufffd")
     assert reason == "not valid UTF-8 (byte 0xE9 on line 3); save the file as UTF-8"
@@ -201,7 +202,7 @@ def test_a_line_over_the_limit_is_rejected_unread_and_the_rest_goes_on(
     batch = read_all(path, window_bytes=window_bytes)
 
     assert reasons(batch) == {2: f"longer than {MAX_LINE} bytes (an unclosed quote?)"}
-    assert batch.kept == [(3, "ada@example.com", "Ada")]
+    assert batch.kept == [("ada@example.com", "Ada")]
 
 
 @pytest.mark.parametrize("window_bytes", [1 << 20, 50])
@@ -215,7 +216,7 @@ def test_an_unclosed_quote_swallows_at_most_the_line_limit(
 
     assert list(reasons(batch)) == [2]
     assert len(batch.kept) > 10  # the rows after the swallowed ones are read again
-    assert batch.kept[-1] == (22, "user19@example.com", "User 19")
+    assert batch.kept[-1] == ("user19@example.com", "User 19")
 
 
 @pytest.mark.parametrize(
@@ -240,7 +241,7 @@ def test_rows_are_validated_like_signups_and_rejected_with_the_reason(
 
     assert list(reasons(batch)) == [2]
     assert reasons(batch)[2].startswith(reason)
-    assert batch.kept == [(3, "bob@example.com", "Bob")]
+    assert batch.kept == [("bob@example.com", "Bob")]
 
 
 def test_case_variants_are_one_address_kept_once_and_counted_again(tmp_path: Path) -> None:
@@ -248,7 +249,7 @@ def test_case_variants_are_one_address_kept_once_and_counted_again(tmp_path: Pat
 
     batch = read_all(path)
 
-    assert batch.kept == [(2, "ada@example.com", "Ada")]
+    assert batch.kept == [("ada@example.com", "Ada")]
     assert batch.repeated == 1
 
 
@@ -259,7 +260,7 @@ def test_blank_lines_and_rows_of_empty_cells_are_skipped_uncounted(tmp_path: Pat
 
     batch = read_all(path)
 
-    assert batch.kept == [(3, "ada@example.com", "Ada"), (7, "bob@example.com", "Bob")]
+    assert batch.kept == [("ada@example.com", "Ada"), ("bob@example.com", "Bob")]
     assert batch.rejected == []
 
 
@@ -277,7 +278,7 @@ def test_a_batch_ends_on_a_record_boundary_the_next_batch_starts_from(tmp_path: 
 
     assert (first.next_line, first.finished) == (4, False)
     assert path.read_bytes()[first.next_offset :].startswith(b"b@example.com")
-    assert kept(second) == [(4, "b@example.com", "B")]
+    assert kept(second) == [("b@example.com", "B")]
 
 
 cells = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
@@ -313,9 +314,9 @@ def test_reading_in_batches_and_windows_gives_what_one_pass_gives(
     at_once = read_all(path, batch_rows=10_000)
 
     # Each batch keeps an address once; across batches, the database does.
-    first_seen: dict[str, tuple[int, str, str]] = {}
+    first_seen: dict[str, Row] = {}
     for row in in_batches.kept:
-        first_seen.setdefault(row[1], row)
+        first_seen.setdefault(row[0], row)
     assert list(first_seen.values()) == at_once.kept
     assert in_batches.valid == at_once.valid
     assert in_batches.rejected == at_once.rejected
@@ -333,6 +334,26 @@ def test_the_valid_rows_come_as_csv_postgresql_reads_back_alike(tmp_path: Path) 
 
     assert (batch.distinct, batch.repeated, batch.rows) == (2, 1, 4)
     assert kept(batch) == [
-        (2, "ada@example.com", "Lovelace, Ada"),
-        (3, "bob@example.com", 'Bob "the" Builder'),
+        ("ada@example.com", "Lovelace, Ada"),
+        ("bob@example.com", 'Bob "the" Builder'),
     ]
+
+
+def test_each_kept_row_ends_with_the_tail_the_caller_gives(tmp_path: Path) -> None:
+    content = b'email,name\nada@example.com,"Lovelace, Ada"\nbob@example.com,Bob\n'
+    header = read_header(window_of(content, 0, len(content)), MAX_LINE)
+
+    batch = read_batch(
+        window_of(content, 0, len(content)),
+        header,
+        0,
+        1,
+        max_rows=10,
+        max_line_bytes=MAX_LINE,
+        row_tail=",2026-11-28T09:00:00+00:00,pending",
+    )
+
+    assert batch.valid_csv == (
+        b'ada@example.com,"Lovelace, Ada",2026-11-28T09:00:00+00:00,pending\n'
+        b"bob@example.com,Bob,2026-11-28T09:00:00+00:00,pending\n"
+    )
