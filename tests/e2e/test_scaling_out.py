@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_upload_crash import assert_counts_exact, people_csv, wait_for
+from tests.e2e.test_upload_crash import assert_counts_exact, mid_import, people_csv, wait_for
 from tests.support.e2e import (
     GRACEFUL_EXIT,
     assert_each_delivered_once,
@@ -112,3 +112,43 @@ async def sign_up(server: ServerProcess, n: int) -> str:
     assert response.status_code == 201
     user_id: str = response.json()["id"]
     return user_id
+
+
+async def test_sigterm_mid_import_a_worker_hands_it_back_and_another_finishes_it_at_once(
+    database: tuple[PostgresCluster, str],
+    server_env: dict[str, str],
+    start_server: Callable[..., ServerProcess],
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    cluster, url = database
+    # A lease far longer than the test: only the hand-back explains a prompt resume.
+    worker_env = {
+        **server_env,
+        "SHUTDOWN_GRACE_SECONDS": "1",
+        "TASK_LEASE_SECONDS": "300",
+        "UPLOAD_BATCH_ROWS": "500",
+    }
+    web = start_server(
+        own_machine({**server_env, "SERVE_BACKGROUND_WORK": "false"}, tmp_path, "web")
+    )
+    first = start_worker(own_machine(worker_env, tmp_path, "worker-1"))
+    csv_file = tmp_path / "people.csv"
+    expected = people_csv(csv_file, 100_000)
+
+    async with web.client(timeout=60) as http:
+        with csv_file.open("rb") as file:
+            response = await http.post(
+                "/uploads", files={"file": ("people.csv", file)}, data={"send_welcome": "false"}
+            )
+        location = response.headers["location"]
+        await mid_import(http, location, expected["total"])
+        assert await asyncio.to_thread(first.terminate, 30) in GRACEFUL_EXIT
+        handed_back = (await http.get(location)).json()
+        start_worker(own_machine(worker_env, tmp_path, "worker-2"))
+        body = await wait_for(http, location, status="succeeded")
+
+    assert handed_back["status"] == "retrying"
+    assert "interrupted by shutdown" in handed_back["last_error"]
+    assert_counts_exact(body, expected)
+    assert count_rows(cluster, url, "users") == expected["imported"]
