@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "signup_service_owed_work"
 _NOTIFY = text("SELECT pg_notify(:channel, '')")
-# Between attempts to listen again after the connection was lost.
+# Between attempts to listen again after the connection was lost: doubling, to a cap.
 _RELISTEN_SECONDS = 1.0
+_RELISTEN_MAX_SECONDS = 30.0
 
 
 class Wakeup:
@@ -89,20 +90,23 @@ async def listen(settings: Settings, wakeup: Wakeup, shutdown: Shutdown) -> None
     if settings.is_sqlite:
         return
     engine = create_engine(settings, pool_size=1)
+    pause = _RELISTEN_SECONDS
     try:
         while not shutdown.requested.is_set():
             try:
-                await _listen_once(engine, wakeup, shutdown)
+                listened = await _listen_once(engine, wakeup, shutdown)
             except Exception as exc:
+                listened = False
                 logger.warning("not listening for owed work (passes go on): %s", describe(exc))
+            pause = _RELISTEN_SECONDS if listened else min(pause * 2, _RELISTEN_MAX_SECONDS)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(shutdown.requested.wait(), _RELISTEN_SECONDS)
+                await asyncio.wait_for(shutdown.requested.wait(), pause)
     finally:
         await engine.dispose()
 
 
-async def _listen_once(engine: AsyncEngine, wakeup: Wakeup, shutdown: Shutdown) -> None:
-    """Listen until shutdown or until the connection is lost."""
+async def _listen_once(engine: AsyncEngine, wakeup: Wakeup, shutdown: Shutdown) -> bool:
+    """Listen until shutdown or until the connection is lost; whether it listened."""
     lost = asyncio.Event()
 
     def received(*_notification: object) -> None:
@@ -111,7 +115,7 @@ async def _listen_once(engine: AsyncEngine, wakeup: Wakeup, shutdown: Shutdown) 
     async with engine.connect() as connection:
         raw = (await connection.get_raw_connection()).driver_connection
         if raw is None:
-            return
+            return False
         raw.add_termination_listener(lambda _connection: lost.set())
         await raw.add_listener(CHANNEL, received)
         logger.info("listening for owed work")
@@ -129,3 +133,4 @@ async def _listen_once(engine: AsyncEngine, wakeup: Wakeup, shutdown: Shutdown) 
         finally:
             if not lost.is_set():
                 await raw.remove_listener(CHANNEL, received)
+    return True
