@@ -1,7 +1,7 @@
 """SQL that adds many users at once: COPY on PostgreSQL, batched INSERTs on SQLite.
 
-The rows come as CSV lines `email,name` followed by `row_tail(...)` (the CSV
-reader's output, and what COPY reads), with distinct addresses. Either way,
+The rows come as CSV lines `id,email,name` followed by `row_tail(...)` (the
+CSV reader's output, and what COPY reads), with distinct addresses. Either way,
 an address already registered is skipped, and the count of rows actually
 inserted comes back, so the caller can count the rest as duplicates.
 """
@@ -20,9 +20,9 @@ from app.models.user import User
 from app.repositories.dialect import upsert_insert
 from app.repositories.users import no_welcome, welcome_owed
 
-# What COPY fills in each user (`id` comes from the column's default,
-# gen_random_uuid()): the email and name, then the tail every row shares.
+# What COPY fills in each user: its id, email and name, then the tail every row shares.
 _COPY_COLUMNS = [
+    "id",
     "email",
     "name",
     "created_at",
@@ -36,15 +36,16 @@ _COPY_COLUMNS = [
 _STAGING = "user_import_rows"
 _CREATE_STAGING = text(
     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} "
-    "(email text NOT NULL, name text NOT NULL, created_at timestamptz NOT NULL, "
+    "(id uuid NOT NULL, email text NOT NULL, name text NOT NULL, "
+    "created_at timestamptz NOT NULL, "
     "welcome_status varchar(16), welcome_generation integer NOT NULL, "
     "welcome_attempts integer NOT NULL, welcome_next_attempt_at timestamptz) "
     "ON COMMIT DELETE ROWS"
 )
 _COLUMN_LIST = ", ".join(_COPY_COLUMNS)
 _MOVE_STAGED = text(
-    f"INSERT INTO users (id, {_COLUMN_LIST}) "  # noqa: S608 - names fixed here
-    f"SELECT gen_random_uuid(), {_COLUMN_LIST} FROM {_STAGING} "
+    f"INSERT INTO users ({_COLUMN_LIST}) "  # noqa: S608 - names fixed here
+    f"SELECT {_COLUMN_LIST} FROM {_STAGING} "
     "ON CONFLICT (email) DO NOTHING"
 )
 
@@ -55,8 +56,8 @@ def _welcome(send_welcome: bool, now: datetime) -> dict[str, Any]:
 
 
 def row_tail(*, send_welcome: bool, now: datetime) -> str:
-    """What follows `email,name` on each CSV line: the columns every user of a batch shares
-    (an empty field is NULL to COPY)."""
+    """What follows `id,email,name` on each CSV line: the columns every user of a batch
+    shares (an empty field is NULL to COPY)."""
     welcome = _welcome(send_welcome, now)
     status = welcome["welcome_status"]
     due = welcome["welcome_next_attempt_at"]
@@ -127,13 +128,13 @@ async def _insert_new(
         statement,
         [
             {
-                "id": uuid.uuid4(),
+                "id": uuid.UUID(row_id),
                 "email": email,
                 "name": name,
                 "created_at": now,
                 **welcome,
             }
-            for email, name, *_tail in rows
+            for row_id, email, name, *_tail in rows
         ],
     )
     return int(result.rowcount)

@@ -1,8 +1,5 @@
 """Uploads' bytes in the database (upload_chunks), not on a disk; what retention needs.
 
-On PostgreSQL, users.id gets gen_random_uuid() as its default, so an import
-can COPY its rows straight into `users`.
-
 Every process becomes stateless: an import can be resumed by any process on
 any machine, with no shared volume. The upgrade copies the files of existing
 uploads from DATA_DIR/uploads into the database, so none is lost; an upload
@@ -71,9 +68,6 @@ def upgrade() -> None:
     with op.batch_alter_table("uploads") as batch:
         batch.drop_constraint("uq_uploads_stored_name", type_="unique")
         batch.drop_column("stored_name")
-    if op.get_bind().dialect.name == "postgresql":
-        # An import's COPY leaves the id to the column (app.repositories.bulk_users).
-        op.alter_column("users", "id", server_default=sa.text("gen_random_uuid()"))
     op.create_index(
         "ix_notifications_succeeded",
         "notifications",
@@ -124,8 +118,6 @@ def downgrade() -> None:
     # The bytes do not go back to a disk: uploads keep their counts, and an
     # unfinished import would need its file uploaded again.
     op.drop_index("ix_notifications_succeeded", table_name="notifications")
-    if op.get_bind().dialect.name == "postgresql":
-        op.alter_column("users", "id", server_default=None)
     with op.batch_alter_table("uploads") as batch:
         batch.add_column(sa.Column("stored_name", sa.String(length=64), nullable=True))
     op.execute("UPDATE uploads SET stored_name = CAST(id AS VARCHAR) || '.csv'")

@@ -26,9 +26,9 @@ def database_url(postgres: PostgresCluster | None, postgres_url: str) -> str:
 
 
 def csv_rows(*lines: bytes, welcome: bool, now: datetime) -> bytes:
-    """CSV lines as the reader hands them on: `email,name` and the batch's tail."""
+    """CSV lines as the reader hands them on: `id,email,name` and the batch's tail."""
     tail = bulk_users.row_tail(send_welcome=welcome, now=now).encode()
-    return b"".join(line + tail + b"\n" for line in lines)
+    return b"".join(uuid.uuid4().hex.encode() + b"," + line + tail + b"\n" for line in lines)
 
 
 async def names_by_email(app: FastAPI) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ Row = tuple[str, str]
 def kept(batch: Batch) -> list[Row]:
     """The rows a batch keeps (email, name), read back from the CSV it hands the database."""
     rows = csv.reader(io.StringIO(batch.valid_csv.decode()))
-    return [(email, name) for email, name, *_tail in rows]
+    return [(email, name) for _id, email, name, *_tail in rows]
 
 
 @dataclass
@@ -339,7 +340,9 @@ def test_the_valid_rows_come_as_csv_postgresql_reads_back_alike(tmp_path: Path) 
     ]
 
 
-def test_each_kept_row_ends_with_the_tail_the_caller_gives(tmp_path: Path) -> None:
+def test_each_kept_row_has_a_new_uuid_4_and_ends_with_the_tail_the_caller_gives(
+    tmp_path: Path,
+) -> None:
     content = b'email,name\nada@example.com,"Lovelace, Ada"\nbob@example.com,Bob\n'
     header = read_header(window_of(content, 0, len(content)), MAX_LINE)
 
@@ -353,7 +356,11 @@ def test_each_kept_row_ends_with_the_tail_the_caller_gives(tmp_path: Path) -> No
         row_tail=",2026-11-28T09:00:00+00:00,pending",
     )
 
-    assert batch.valid_csv == (
-        b'ada@example.com,"Lovelace, Ada",2026-11-28T09:00:00+00:00,pending\n'
-        b"bob@example.com,Bob,2026-11-28T09:00:00+00:00,pending\n"
-    )
+    rows = list(csv.reader(io.StringIO(batch.valid_csv.decode())))
+    assert [row[1:] for row in rows] == [
+        ["ada@example.com", "Lovelace, Ada", "2026-11-28T09:00:00+00:00", "pending"],
+        ["bob@example.com", "Bob", "2026-11-28T09:00:00+00:00", "pending"],
+    ]
+    ids = [uuid.UUID(row[0]) for row in rows]
+    assert [(row_id.version, row_id.variant) for row_id in ids] == [(4, uuid.RFC_4122)] * 2
+    assert ids[0] != ids[1]
