@@ -39,6 +39,7 @@ _uploads = sa.table(
     sa.column("failed_at", sa.DateTime(timezone=True)),
     sa.column("next_attempt_at", sa.DateTime(timezone=True)),
     sa.column("lease_until", sa.DateTime(timezone=True)),
+    sa.column("content_deleted_at", sa.DateTime(timezone=True)),
 )
 _chunks = sa.table(
     "upload_chunks",
