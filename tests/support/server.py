@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +125,18 @@ class WorkerProcess(ServerProcess):
         command = command or [sys.executable, "-m", "app", "worker"]
         super().__init__(env, log_path, command=command, cwd=cwd)
 
-    def start(self, *, ready_path: str = "", timeout: float = 60.0) -> "WorkerProcess":
+    def start(
+        self,
+        *,
+        ready_path: str = "",
+        timeout: float = 60.0,
+        ready: Callable[[], bool] | None = None,
+    ) -> "WorkerProcess":
+        """Start, and wait for `ready` (by default: its log says it listens, at INFO)."""
         self._launch([])
         deadline = time.monotonic() + timeout
-        while "listening for owed work" not in self.log():
+        ready = ready or (lambda: "listening for owed work" in self.log())
+        while not ready():
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"worker exited early:\n{self.log()[-4000:]}")
             if time.monotonic() > deadline:
