@@ -109,6 +109,10 @@ class Settings(BaseSettings):
         default=True,
         description="false: `serve` is a pure web process; `worker` processes do the work.",
     )
+    # A worker has no HTTP server: its task counters are served here, with no key,
+    # so bind it where only the scraper reaches. 0: off.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
 
     # --- Retention: what `prune` deletes, and how old it must be ----------------
     upload_content_retention_days: float = Field(default=7.0, ge=0)

@@ -17,6 +17,8 @@ import signal
 from collections.abc import Coroutine
 from typing import Any
 
+import prometheus_client
+
 from app.core.config import Settings
 from app.core.db import Database, describe, is_database_unavailable, wait_for_database
 from app.core.shutdown import Shutdown
@@ -49,6 +51,11 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown.begin)
+    if settings.worker_metrics_port:
+        # The task counters this process keeps; the due backlog is the web's /metrics.
+        prometheus_client.start_http_server(
+            settings.worker_metrics_port, addr=settings.worker_metrics_host
+        )
     database = Database.open(settings)
     try:
         if not settings.is_sqlite and not await wait_for_database(

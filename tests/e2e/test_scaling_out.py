@@ -145,10 +145,15 @@ async def test_sigterm_mid_import_a_worker_hands_it_back_and_another_finishes_it
         await mid_import(http, location, expected["total"])
         assert await asyncio.to_thread(first.terminate, 30) in GRACEFUL_EXIT
         handed_back = (await http.get(location)).json()
-        start_worker(own_machine(worker_env, tmp_path, "worker-2"))
+        metrics_port = free_port()
+        second_env = {**worker_env, "WORKER_METRICS_PORT": str(metrics_port)}
+        start_worker(own_machine(second_env, tmp_path, "worker-2"))
         body = await wait_for(http, location, status="succeeded")
+        # Its own counters, on its own port: a worker has no HTTP server otherwise.
+        counters = (await http.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
 
     assert handed_back["status"] == "retrying"
+    assert 'signup_tasks_succeeded_total{kind="csv_import"} 1.0' in counters
     assert "interrupted by shutdown" in handed_back["last_error"]
     assert_counts_exact(body, expected)
     assert count_rows(cluster, url, "users") == expected["imported"]

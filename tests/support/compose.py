@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from dotenv import dotenv_values
 
-from tests.support.postgres import PostgresCluster
+from tests.support.postgres import PostgresCluster, free_port
 from tests.support.server import PROJECT_ROOT, ServerProcess, WorkerProcess
 from tests.support.smtp import SMTPServer
 
@@ -70,6 +70,9 @@ def service_environment(
     )
     env["SMTP_HOST"], env["SMTP_PORT"] = smtp.host, str(smtp.port)
     env["DATA_DIR"] = str(data_dir)
+    if "WORKER_METRICS_PORT" in env:  # the container's own port, here a free one
+        env["WORKER_METRICS_PORT"] = str(free_port())
+        env["WORKER_METRICS_HOST"] = "127.0.0.1"
     return env
 
 
