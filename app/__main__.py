@@ -1,4 +1,4 @@
-"""`python -m app serve | migrate | recover | api-keys`: the service's command line."""
+"""`python -m app serve | worker | migrate | recover | prune | api-keys`: the command line."""
 
 import argparse
 import asyncio
@@ -60,6 +60,16 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def worker(settings: Settings, _args: argparse.Namespace) -> int:
+    """The background work alone: recovery loops, CSV imports and pruning; no HTTP server."""
+    from app.tasks.background import run_worker  # noqa: PLC0415 - keep `serve` imports lean
+
+    if settings.is_sqlite:
+        migrations.upgrade(settings.resolved_database_url)
+    asyncio.run(run_worker(settings))
+    return 0
+
+
 def migrate(settings: Settings, _args: argparse.Namespace) -> int:
     if not settings.is_sqlite and not asyncio.run(_database_reachable(settings)):
         return 1
@@ -100,6 +110,29 @@ def recover(settings: Settings, _args: argparse.Namespace) -> int:
     for kind, counts in report.items():
         row = "".join(f"{counts.get(column, 0):>11}" for column in columns)
         print(f"{kind:<20}{row}")
+    return 0
+
+
+def prune(settings: Settings, _args: argparse.Namespace) -> int:
+    """Delete what is past its retention now, in batches; prints what it deleted."""
+    from app.core.db import create_engine  # noqa: PLC0415 - keep `serve` imports lean
+    from app.models.base import utcnow  # noqa: PLC0415
+    from app.services.retention import prune as prune_now  # noqa: PLC0415
+
+    if settings.is_sqlite:
+        migrations.upgrade(settings.resolved_database_url)
+
+    async def run() -> dict[str, int]:
+        engine = create_engine(settings, pool_size=1)
+        try:
+            return await prune_now(engine, settings, now=utcnow())
+        finally:
+            await engine.dispose()
+
+    report = asyncio.run(run())
+    print(f"{'deleted':<26}{'rows':>10}")
+    for what, deleted in report.items():
+        print(f"{what:<26}{deleted:>10}")
     return 0
 
 
@@ -188,12 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--port", type=int, default=8000)
     serve_parser.add_argument("--workers", type=int, default=1)
     serve_parser.set_defaults(handler=serve)
+    worker_parser = commands.add_parser(
+        "worker", help="run the background work alone (recovery, CSV imports, pruning), no HTTP"
+    )
+    worker_parser.set_defaults(handler=worker)
     migrate_parser = commands.add_parser("migrate", help="apply database migrations")
     migrate_parser.set_defaults(handler=migrate)
     recover_parser = commands.add_parser(
         "recover", help="run one recovery pass over due and abandoned work, then exit"
     )
     recover_parser.set_defaults(handler=recover)
+    prune_parser = commands.add_parser(
+        "prune", help="delete what is past its retention, in batches; print what went"
+    )
+    prune_parser.set_defaults(handler=prune)
 
     keys_parser = commands.add_parser(
         "api-keys", help="issue, list and revoke API keys (works against a running service)"

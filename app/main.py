@@ -1,7 +1,6 @@
 """The application factory and its lifespan."""
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,8 +31,9 @@ from app.routers import (
 )
 from app.services import api_keys
 from app.services.idempotency import Replayed
-from app.tasks.recovery import run_recovery_loop
+from app.tasks.background import run_background_loops, stop_within_grace
 from app.tasks.runtime import open_runtime
+from app.tasks.wake import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.database = database
     app.state.key_resolver = api_keys.KeyResolver(database.request_sessions)
     app.state.limiter = RequestLimiter(settings.rate_limit_storage_uri)
+    # A pure web process does no owed work itself: it wakes the workers.
+    app.state.notifier = (
+        None if settings.serve_background_work else Notifier(database.request_engine)
+    )
     shutdown: Shutdown = app.state.shutdown
     if app.state.watch_signals:
         shutdown.watch_signals()
@@ -71,35 +75,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 database.request_sessions, key=settings.bootstrap_api_key
             )
         async with open_runtime(settings, database) as runtime:
-            recovery = (
-                asyncio.create_task(run_recovery_loop(runtime, shutdown))
-                if settings.recovery_interval_seconds > 0
+            loops = (
+                asyncio.create_task(run_background_loops(runtime, shutdown))
+                if settings.serve_background_work
                 else None
             )
             try:
                 yield
             finally:
                 shutdown.begin()
-                if recovery is not None:
-                    await _stop_within_grace(recovery, shutdown)
+                if loops is not None:
+                    await stop_within_grace(loops, shutdown)
     finally:
         shutdown.restore_signals()
         await database.close()
-
-
-async def _stop_within_grace(recovery: "asyncio.Task[None]", shutdown: Shutdown) -> None:
-    """Let recovered work finish within what is left of the grace, then cancel it.
-
-    Cancelled runs hand their rows back (see the runner), so the next process
-    picks them up at once.
-    """
-    try:
-        await asyncio.wait_for(asyncio.shield(recovery), shutdown.remaining())
-    except TimeoutError:
-        logger.warning("shutdown grace over: interrupting recovered work in flight")
-        recovery.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await recovery
 
 
 def create_app(settings: Settings | None = None, *, watch_signals: bool = False) -> FastAPI:

@@ -53,10 +53,10 @@ SELECT gen_random_uuid(), 'person' || n || '@example.com', 'Person ' || n,
        CASE WHEN n % 500 = 0 THEN now() - make_interval(secs => n) END
 FROM generate_series(1, :users) AS n;
 
-INSERT INTO uploads (id, filename, stored_name, size_bytes, sha256, send_welcome, created_at,
+INSERT INTO uploads (id, filename, size_bytes, sha256, send_welcome, created_at,
                      status, attempts, next_offset, next_line, rows_total, rows_imported,
                      rows_duplicate, rows_rejected, started_at, succeeded_at)
-SELECT gen_random_uuid(), 'people-' || n || '.csv', 'bench-' || n || '.csv', 3000000,
+SELECT gen_random_uuid(), 'people-' || n || '.csv', 3000000,
        repeat('0', 64), true, now() - make_interval(mins => n), 'succeeded', 1, 3000000,
        100001, 100000, 99000, 500, 500, now() - make_interval(mins => n),
        now() - make_interval(mins => n)

@@ -1,9 +1,10 @@
 """Alembic environment: async engine, the service's settings and metadata."""
 
 import asyncio
+from typing import Any
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import event, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -36,12 +37,23 @@ def run_migrations(connection: Connection) -> None:
         context.run_migrations()
 
 
+def _no_cascades_while_migrating(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite's batch mode rebuilds a table by copying it and dropping the old one; with
+    foreign keys on, the drop would cascade into every table that references it (an
+    upload's chunks and rejected rows). Off, before any transaction begins, where the
+    pragma takes effect."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=OFF")
+    cursor.close()
+
+
 async def run_async_migrations() -> None:
     url = database_url()
     engine = create_async_engine(url, poolclass=pool.NullPool)
     if engine.dialect.name == "sqlite":
         ensure_sqlite_directory(url)
         make_sqlite_safe_for_concurrency(engine)
+        event.listen(engine.sync_engine, "connect", _no_cascades_while_migrating)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(run_migrations)

@@ -21,7 +21,7 @@ from tests.support.server import PROJECT_ROOT, ServerProcess
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 DOCKERFILE = (PROJECT_ROOT / "Dockerfile").read_text()
-APP_SERVICES = ["migrate", "app", "app-2", "app-3"]
+APP_SERVICES = ["migrate", "app", "worker", "app-2", "worker-2"]
 
 
 def cli_commands() -> set[str]:
@@ -96,17 +96,44 @@ def test_environment_points_the_app_at_the_compose_database_and_mail() -> None:
     assert SERVICES["app"]["env_file"] == [{"path": ".env", "required": False}]
 
 
-def test_replicas_profile_adds_replicas_sharing_the_database_and_data() -> None:
-    for name in ("app-2", "app-3"):
+def role(service: str) -> str:
+    return str(SERVICES[service]["command"][3])
+
+
+def test_web_processes_and_workers_are_separate_services_and_only_the_database_has_a_volume() -> (
+    None
+):
+    web = sorted(name for name in SERVICES if "command" in SERVICES[name] and role(name) == "serve")
+    workers = sorted(
+        name for name in SERVICES if "command" in SERVICES[name] and role(name) == "worker"
+    )
+
+    assert (web, workers) == (["app", "app-2"], ["worker", "worker-2"])
+    for name in web:
+        assert SERVICES[name]["environment"]["SERVE_BACKGROUND_WORK"] == "false"
+    for name in workers:
+        assert "SERVE_BACKGROUND_WORK" not in SERVICES[name]["environment"]
+        assert SERVICES[name]["healthcheck"] == {"disable": True}  # no HTTP to ask
+    for name in web + workers:
+        assert "volumes" not in SERVICES[name], name
+    assert set(COMPOSE["volumes"]) == {"pgdata"}
+
+
+def test_the_replicas_profile_adds_a_second_web_process_and_a_second_worker() -> None:
+    profiled = {name for name in SERVICES if "profiles" in SERVICES[name]}
+
+    assert profiled == {"app-2", "worker-2"}
+    for name in profiled:
         assert SERVICES[name]["profiles"] == ["replicas"]
-        assert SERVICES[name]["environment"] == SERVICES["app"]["environment"]
-        assert SERVICES[name]["volumes"] == SERVICES["app"]["volumes"] == ["appdata:/data"]
+    assert SERVICES["app-2"]["environment"] == SERVICES["app"]["environment"]
+    assert SERVICES["worker-2"]["environment"] == SERVICES["worker"]["environment"]
 
 
 def test_stop_grace_outlasts_the_shutdown_grace() -> None:
     grace = Settings.model_fields["shutdown_grace_seconds"].default
 
-    assert int(SERVICES["app"]["stop_grace_period"].rstrip("s")) > grace
+    for name in ("app", "worker", "app-2", "worker-2"):
+        assert int(SERVICES[name]["stop_grace_period"].rstrip("s")) > grace
 
 
 def test_dockerfile_is_multi_stage_frozen_slim_and_unprivileged() -> None:

@@ -147,11 +147,11 @@ def many_finished_uploads(postgres: PostgresCluster | None, postgres_url: str) -
     truncate_all(postgres, postgres_url)
     postgres.psql(
         """
-        INSERT INTO uploads (id, filename, stored_name, size_bytes, sha256, send_welcome,
+        INSERT INTO uploads (id, filename, size_bytes, sha256, send_welcome,
                              created_at, status, attempts, next_attempt_at, lease_until,
                              succeeded_at, next_offset, next_line, rows_total, rows_imported,
                              rows_duplicate, rows_rejected)
-        SELECT gen_random_uuid(), 'people.csv', 'u' || n || '.csv', 10, repeat('0', 64), true,
+        SELECT gen_random_uuid(), 'people.csv', 10, repeat('0', 64), true,
                now(),
                CASE WHEN n % 10000 = 0 THEN 'pending'
                     WHEN n % 10000 = 1 THEN 'running' ELSE 'succeeded' END,

@@ -4,6 +4,8 @@ Synchronous tests: Alembic runs its own event loop, as `python -m app migrate` d
 """
 
 import asyncio
+import sqlite3
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,3 +82,48 @@ def test_models_and_migrations_agree(empty_database: str) -> None:
     migrations.upgrade(empty_database)
 
     assert model_diff(empty_database) == []
+
+
+def test_the_upgrade_moves_uploaded_files_into_the_database_and_fails_what_it_cannot_find(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files kept under DATA_DIR/uploads before uploads lived in the database: each is
+    copied in; an unfinished import whose file is gone fails with the reason; and on
+    SQLite, rebuilding the uploads table deletes nothing that references it."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/upgrade.db"
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    migrations.upgrade(url, "3c9e5b7a1d42")  # the revision before
+    kept, lost = uuid.uuid4(), uuid.uuid4()
+    content = b"email,name\n" + b"ada@example.com,Ada\n" * 120_000  # two chunks and some
+    (tmp_path / "uploads").mkdir()
+    (tmp_path / "uploads" / f"{kept}.csv").write_bytes(content)
+    with sqlite3.connect(tmp_path / "upgrade.db") as database:
+        for upload_id in (kept, lost):
+            database.execute(
+                "INSERT INTO uploads (id, filename, stored_name, size_bytes, sha256, "
+                "send_welcome, created_at, status, attempts, next_offset, next_line, rows_total, "
+                "rows_imported, rows_duplicate, rows_rejected) VALUES (?, 'p.csv', ?, 1, '', 1, "
+                "'2026-11-27 00:00:00.000000', 'pending', 0, 0, 1, 0, 0, 0, 0)",
+                (upload_id.hex, f"{upload_id}.csv"),
+            )
+        database.execute(
+            "INSERT INTO upload_row_errors VALUES (?, 2, 'bad', 'Bad', 'not an address')",
+            (kept.hex,),
+        )
+
+    migrations.upgrade(url)
+
+    with sqlite3.connect(tmp_path / "upgrade.db") as database:
+        chunks = database.execute(
+            "SELECT data FROM upload_chunks WHERE upload_id = ? ORDER BY start", (kept.hex,)
+        ).fetchall()
+        statuses = dict(database.execute("SELECT id, status FROM uploads").fetchall())
+        [(errors,)] = database.execute("SELECT count(*) FROM upload_row_errors").fetchall()
+        [reason] = database.execute(
+            "SELECT last_error FROM uploads WHERE id = ?", (lost.hex,)
+        ).fetchone()
+    assert b"".join(data for (data,) in chunks) == content
+    assert len(chunks) == 3
+    assert statuses == {kept.hex: "pending", lost.hex: "failed"}
+    assert "upload it again" in reason
+    assert errors == 1  # rebuilding `uploads` cascades into nothing

@@ -105,6 +105,24 @@ class Settings(BaseSettings):
     recovery_grace_seconds: float = Field(default=10.0, ge=0)
     recovery_batch_size: int = Field(default=500, ge=1)
     shutdown_grace_seconds: int = Field(default=20, ge=0)
+    serve_background_work: bool = Field(
+        default=True,
+        description="false: `serve` is a pure web process; `worker` processes do the work.",
+    )
+    # A worker has no HTTP server: its task counters are served here, with no key,
+    # so bind it where only the scraper reaches. 0: off.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
+
+    # --- Retention: what `prune` deletes, and how old it must be ----------------
+    upload_content_retention_days: float = Field(default=7.0, ge=0)
+    upload_retention_days: float = Field(default=90.0, ge=0)
+    audit_retention_days: float = Field(default=365.0, ge=0)
+    notification_retention_days: float = Field(default=90.0, ge=0)
+    prune_interval_seconds: float = Field(
+        default=3600.0, ge=0, description="0 turns the worker's pruning off (run `prune` instead)."
+    )
+    prune_batch_size: int = Field(default=1000, ge=1)
 
     upload_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     # The csv module refuses fields over 128 KiB; a record may not be longer either.
@@ -281,11 +299,6 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
-
-    @property
-    def uploads_dir(self) -> Path:
-        """Where uploaded CSV files are kept, each under a name the service generates."""
-        return self.data_dir / "uploads"
 
     @property
     def mail_dir(self) -> Path:

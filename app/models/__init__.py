@@ -8,7 +8,7 @@ from app.models.idempotency import IdempotencyKey
 from app.models.notification import NOTIFICATION_STATES, Channel, Notification
 from app.models.recipient_quota import RecipientQuota
 from app.models.task_state import TaskState
-from app.models.upload import CSV_IMPORT_STATE, Upload, UploadRowError
+from app.models.upload import CSV_IMPORT_STATE, Upload, UploadChunk, UploadRowError
 from app.models.user import WELCOME_EMAIL_STATE, User
 
 # Every kind of must-complete work, by name, in the order the admin API lists them.
@@ -32,6 +32,7 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "Upload",
+    "UploadChunk",
     "UploadRowError",
     "User",
 ]

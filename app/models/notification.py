@@ -73,6 +73,13 @@ class Notification(Base):
             postgresql_where=text("status = 'failed'"),
             sqlite_where=text("status = 'failed'"),
         ),
+        # Retention: delivered notifications, oldest first.
+        Index(
+            "ix_notifications_succeeded",
+            "succeeded_at",
+            postgresql_where=text("status = 'succeeded'"),
+            sqlite_where=text("status = 'succeeded'"),
+        ),
     )
 
 

@@ -1,4 +1,4 @@
-"""SQL for uploads: the row, its progress checkpoints, and its rejected rows."""
+"""SQL for uploads: the row, its file's chunks, its progress checkpoints, its rejected rows."""
 
 import uuid
 from collections.abc import Sequence
@@ -7,30 +7,20 @@ from datetime import datetime
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.models.upload import CSV_IMPORT_STATE, Upload, UploadRowError
+from app.models.upload import CSV_IMPORT_STATE, Upload, UploadChunk, UploadRowError
 from app.repositories.pagination import Page, paginate
 
 Executor = AsyncConnection | AsyncSession
 
 
-async def insert_upload(
-    session: AsyncSession,
-    *,
-    upload_id: uuid.UUID,
-    filename: str,
-    stored_name: str,
-    size_bytes: int,
-    sha256: str,
-    send_welcome: bool,
-    now: datetime,
-) -> Upload:
-    upload = Upload(
+def new_upload(*, upload_id: uuid.UUID, now: datetime) -> Upload:
+    """An upload owed its import, not yet added: its file and the form's fields come later."""
+    return Upload(
         id=upload_id,
-        filename=filename,
-        stored_name=stored_name,
-        size_bytes=size_bytes,
-        sha256=sha256,
-        send_welcome=send_welcome,
+        filename="",
+        size_bytes=0,
+        sha256="",
+        send_welcome=True,
         created_at=now,
         next_offset=0,
         next_line=1,
@@ -40,9 +30,36 @@ async def insert_upload(
         rows_rejected=0,
         **CSV_IMPORT_STATE.owed(now),
     )
-    session.add(upload)
-    await session.flush()
-    return upload
+
+
+async def add_chunk(session: AsyncSession, upload_id: uuid.UUID, start: int, data: bytes) -> None:
+    await session.execute(insert(UploadChunk).values(upload_id=upload_id, start=start, data=data))
+
+
+async def read_chunks(
+    executor: Executor, upload_id: uuid.UUID, *, offset: int, limit: int
+) -> list[tuple[int, bytes]]:
+    """Up to `limit` chunks of the file, in order, from the one that holds byte `offset`.
+
+    ```sql
+    SELECT start, data FROM upload_chunks
+    WHERE upload_id = :upload_id AND start >= (
+        SELECT max(start) FROM upload_chunks WHERE upload_id = :upload_id AND start <= :offset)
+    ORDER BY start LIMIT :limit
+    ```
+    """
+    holding = (
+        select(func.max(UploadChunk.start))
+        .where(UploadChunk.upload_id == upload_id, UploadChunk.start <= offset)
+        .scalar_subquery()
+    )
+    result = await executor.execute(
+        select(UploadChunk.start, UploadChunk.data)
+        .where(UploadChunk.upload_id == upload_id, UploadChunk.start >= holding)
+        .order_by(UploadChunk.start)
+        .limit(limit)
+    )
+    return [(start, data) for start, data in result]
 
 
 async def get(session: AsyncSession, upload_id: uuid.UUID) -> Upload | None:

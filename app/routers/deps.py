@@ -12,6 +12,7 @@ from app.core.db import Database
 from app.models.base import utcnow
 from app.schemas.audit import AuditEntryCreate
 from app.tasks.audit import write_audit_entry
+from app.tasks.wake import Notifier
 
 # Dependencies are `async def` even when they do not await: FastAPI runs plain
 # `def` dependencies in a thread pool, a thread hop per request for nothing.
@@ -93,18 +94,29 @@ class AfterCommit:
     Contract rule 1: the work is scheduled only now, after the commit, so this
     process dying first can only delay it (recovery finds it), never lose it.
     It runs after the response; the request's audit entry is queued behind it.
+    A pure web process (SERVE_BACKGROUND_WORK=false) runs none of it: it wakes
+    the workers instead (`notifier`).
     """
 
     def __init__(
-        self, background_tasks: BackgroundTasks, auditor: Auditor, response: Response
+        self,
+        background_tasks: BackgroundTasks,
+        auditor: Auditor,
+        response: Response,
+        notifier: Notifier | None = None,
     ) -> None:
         self._background_tasks = background_tasks
         self._auditor = auditor
         self._response = response
+        self._notifier = notifier
 
     def schedule(self, work: Work, *, action: str, resource: str, **details: Any) -> None:
-        """Run `work` after the response, and audit `action` on `resource`."""
-        self._background_tasks.add_task(work)
+        """Run `work` after the response (or wake a worker to), and audit `action` on
+        `resource`."""
+        if self._notifier is None:
+            self._background_tasks.add_task(work)
+        else:
+            self._background_tasks.add_task(self._notifier.wake_workers)
         self._auditor.record(action, resource, **details)
 
     def created(self, row: T, *, location: str, work: Work, action: str, **details: Any) -> T:
@@ -115,9 +127,10 @@ class AfterCommit:
 
 
 async def get_after_commit(
-    background_tasks: BackgroundTasks, auditor: AuditorDep, response: Response
+    request: Request, background_tasks: BackgroundTasks, auditor: AuditorDep, response: Response
 ) -> AfterCommit:
-    return AfterCommit(background_tasks, auditor, response)
+    notifier: Notifier | None = request.app.state.notifier
+    return AfterCommit(background_tasks, auditor, response, notifier)
 
 
 AfterCommitDep = Annotated[AfterCommit, Depends(get_after_commit)]

@@ -26,11 +26,10 @@ from app.services.upload_files import (
     EmptyUpload,
     IncomingFile,
     InsufficientStorage,
-    StoredFile,
     UnsupportedUpload,
     UploadTooLarge,
 )
-from app.services.uploads import UploadNotFound, upload_location
+from app.services.uploads import Form, Receive, UploadNotFound, upload_location
 from app.tasks.csv_import import import_csv
 
 router = APIRouter(
@@ -112,12 +111,10 @@ async def create_upload(
     after_commit: AfterCommitDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> UploadRead:
-    file, filename, send_welcome = await _receive(request, settings)
     upload = await uploads.create(
         session,
-        file=file,
-        filename=filename,
-        send_welcome=send_welcome,
+        receive=_receiver(request, settings),
+        max_bytes=settings.upload_max_bytes,
         idempotency_key=idempotency_key,
     )
     return after_commit.created(
@@ -128,8 +125,9 @@ async def create_upload(
     )
 
 
-async def _receive(request: Request, settings: Settings) -> tuple[StoredFile, str, bool]:
-    """The body's file, stored; its name as the client gave it; whether to send welcomes."""
+def _receiver(request: Request, settings: Settings) -> Receive:
+    """What reads the body into the service's IncomingFile; 415 or 413 now, if the headers
+    say so already."""
     form_boundary = multipart.boundary(request.headers.get("content-type"), file_field="file")
     most = settings.upload_max_bytes + _ENVELOPE_BYTES
     declared = request.headers.get("content-length", "")
@@ -138,9 +136,10 @@ async def _receive(request: Request, settings: Settings) -> tuple[StoredFile, st
         raise UploadTooLarge(
             f"the file is larger than the limit of {settings.upload_max_bytes} bytes"
         )
-    # The file streams to disk under the upload's own cap, not the JSON bodies' one.
+    # The file streams on under the upload's own cap, not the JSON bodies' one.
     allow_body(request.scope, most)
-    async with await IncomingFile.open(settings) as incoming:
+
+    async def receive(incoming: IncomingFile) -> Form:
         form = await multipart.read_form(
             request.stream(),
             boundary=form_boundary,
@@ -148,8 +147,9 @@ async def _receive(request: Request, settings: Settings) -> tuple[StoredFile, st
             other_fields=frozenset({"send_welcome"}),
             sink=incoming,
         )
-        send_welcome = _boolean(form.fields.get("send_welcome"))
-        return await incoming.keep(), form.filename, send_welcome
+        return Form(form.filename, _boolean(form.fields.get("send_welcome")))
+
+    return receive
 
 
 def _boolean(value: str | None) -> bool:

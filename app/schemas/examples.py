@@ -180,6 +180,7 @@ _UPLOAD = UploadSummary(
     ignored_columns=[],
     created_at=_later(120),
     started_at=_later(120.1),
+    content_deleted_at=None,
     succeeded_at=_later(120.2),
     failed_at=None,
     last_error=None,

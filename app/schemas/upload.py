@@ -25,7 +25,7 @@ class UploadSummary(TaskStateRead):
     """An upload and its import: succeeded_at is when the last row was imported."""
 
     id: uuid.UUID
-    filename: str = Field(description="As the client named it; the file is stored elsewhere.")
+    filename: str = Field(description="As the client named it; kept as data only.")
     size_bytes: int
     sha256: str
     send_welcome: bool
@@ -42,6 +42,10 @@ class UploadSummary(TaskStateRead):
     ignored_columns: list[str] = Field(description="Header columns other than email and name.")
     created_at: datetime
     started_at: datetime | None = Field(description="When the import's first attempt began.")
+    content_deleted_at: datetime | None = Field(
+        description="When the file itself was deleted, UPLOAD_CONTENT_RETENTION_DAYS after "
+        "its import settled (the counts and rejected rows stay); null while it is kept."
+    )
 
     @classmethod
     def fields_from(cls, upload: Upload) -> dict[str, object]:
@@ -59,6 +63,7 @@ class UploadSummary(TaskStateRead):
             "ignored_columns": upload.ignored_columns or [],
             "created_at": upload.created_at,
             "started_at": upload.started_at,
+            "content_deleted_at": upload.content_deleted_at,
             **TaskStateRead.fields(CSV_IMPORT_STATE, upload),
         }
 

@@ -1,28 +1,33 @@
-"""Reading a stored CSV upload a batch at a time: split, decode, validate. Pure CPU.
+"""Reading an uploaded CSV a batch at a time: split, decode, validate. Pure CPU.
 
 The CSV import runs `read_batch` in a worker process, so parsing and
 validating a large file never holds the server's event loop (or its GIL).
-Everything here is a plain function of the file and a checkpoint: no
-database, no settings object, nothing that cannot cross a process boundary.
+Everything here is a plain function of a window of the file's bytes and a
+checkpoint: no database, no settings object, nothing that cannot cross a
+process boundary. The import reads the file back from the database a few
+chunks at a time and hands each batch the window it has.
 
 - The csv module does the splitting (quotes, commas and newlines inside
   quotes, CRLF or LF). It is fed one physical line at a time, each decoded on
   its own, so bad UTF-8 spoils only the record it is in, and the byte offset
   after every record is known: a batch ends on a record boundary that the
-  next batch (or a resumed import) starts from.
+  next batch (or a resumed import) starts from. A record the window cuts off
+  is left for the next batch, which gets a window that holds it.
 - No line, and no record, may be longer than `max_line_bytes`: memory stays
   bounded whatever the file holds (an unclosed quote, a binary blob).
 - Rows are validated by the API's own field types (`app.schemas.fields`).
-- The valid rows leave as CSV bytes (`line,email,name`), the form PostgreSQL's
-  COPY reads: the server passes them on without touching each row.
+- The valid rows leave as CSV bytes, `id,email,name` (a new random id each)
+  and then the `row_tail` the caller gives (the columns every row of the
+  batch shares): the form PostgreSQL's COPY reads, so the server passes them
+  on without touching each row.
 """
 
 import csv
 import io
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from app.schemas.fields import clean_email, clean_person_name
 
@@ -32,6 +37,15 @@ _KEPT_VALUE_CHARS = 1000
 _BOM = "\ufeff".encode()
 
 Rejected = tuple[int, str, str, str]  # line, email and name as read, reason
+
+
+@dataclass(frozen=True)
+class Window:
+    """Some of a file's bytes, as read back so far."""
+
+    data: bytes
+    start: int = 0  # the offset in the file of data[0]
+    at_end: bool = True  # data runs to the end of the file
 
 
 class BadHeader(Exception):
@@ -57,13 +71,18 @@ class Batch:
     Whether an address is registered already is for the database to say.
     """
 
-    valid_csv: bytes = b""  # the rows kept, as CSV lines `line,email,name`
+    valid_csv: bytes = b""  # the rows kept, as CSV lines `id,email,name` + the row tail
     distinct: int = 0  # how many rows valid_csv holds
     repeated: int = 0
     rejected: list[Rejected] = field(default_factory=list)
     next_offset: int = 0
     next_line: int = 1
     finished: bool = False
+    # The window ended inside a line too long to read: the rest of it, up to its
+    # newline, is skipped before `next_offset` is a record boundary.
+    inside_long_line: bool = False
+    # The window held no whole record: read this batch again with more of the file.
+    needs_more: bool = False
     ignored_columns: list[str] = field(default_factory=list)
 
     @property
@@ -75,9 +94,9 @@ class Batch:
         return self.valid + len(self.rejected)
 
 
-@dataclass(frozen=True)
-class _Record:
-    """One record as the csv module split it, or why it could not be split."""
+class _Record(NamedTuple):
+    """One record as the csv module split it, or why it could not be split. (A tuple: a
+    million of them are made per million rows.)"""
 
     line: int  # where it starts
     fields: list[str]
@@ -95,6 +114,10 @@ class _RecordTooLong(Exception):
     pass
 
 
+class _OutOfWindow(Exception):
+    """The window ends before the record does (and the file goes on)."""
+
+
 class _Lines:
     """The file's physical lines, decoded one by one, for csv.reader.
 
@@ -104,12 +127,24 @@ class _Lines:
     belong to is marked for rejection.
     """
 
-    def __init__(self, file: BinaryIO, next_line: int, max_line_bytes: int) -> None:
+    def __init__(
+        self, file: BinaryIO, next_line: int, max_line_bytes: int, *, at_end: bool
+    ) -> None:
         self._file = file
+        self._at_end = at_end
         self.max_bytes = max_line_bytes
         self.line = next_line - 1  # the number of the last line handed out
         self.record_bytes = 0
         self.bad_byte: tuple[int, int] | None = None
+        # After the last whole record: where the next one starts, and its line.
+        self.boundary = file.tell()
+        self.boundary_line = next_line
+        self.finished = False  # the file's end was reached
+        self.inside_long_line = False
+
+    def mark_boundary(self) -> None:
+        self.boundary = self._file.tell()
+        self.boundary_line = self.line + 1
 
     def begin_record(self) -> None:
         self.record_bytes = 0
@@ -120,12 +155,17 @@ class _Lines:
 
     def __next__(self) -> str:
         raw = self._file.readline(self.max_bytes + 2)  # room for the content, CR and LF
-        if not raw:
-            raise StopIteration
+        if not raw.endswith(b"\n"):
+            if len(raw) == self.max_bytes + 2:
+                self.line += 1
+                self._skip_rest_of_line()
+                raise _RecordTooLong
+            if not self._at_end:
+                raise _OutOfWindow
+            if not raw:
+                self.finished = True
+                raise StopIteration
         self.line += 1
-        if not raw.endswith(b"\n") and len(raw) == self.max_bytes + 2:
-            self._skip_rest_of_line()
-            raise _RecordTooLong
         self.record_bytes += len(raw.rstrip(b"\r\n"))
         if self.record_bytes > self.max_bytes:
             raise _RecordTooLong
@@ -139,42 +179,55 @@ class _Lines:
     def _skip_rest_of_line(self) -> None:
         while True:
             chunk = self._file.readline(64 * 1024)
-            if not chunk or chunk.endswith(b"\n"):
+            if chunk.endswith(b"\n"):
+                return
+            if not chunk:
+                self.inside_long_line = not self._at_end
                 return
 
 
 def _records(lines: _Lines) -> Iterator[_Record]:
     """Every record that is not blank, from where `lines` stands, in file order.
 
-    Lazy: the file stands right after the last record taken, so a batch that
-    stops early knows the offset to resume from.
+    Lazy: `lines.boundary` stands right after the last record taken, so a
+    batch that stops early knows the offset to resume from. A record the
+    window cuts off ends the records, unread.
     """
     reader = csv.reader(lines)
-    while True:
+    while not lines.inside_long_line:
         lines.begin_record()
         line = lines.line + 1
         try:
             fields = next(reader)
-        except StopIteration:
+        except (StopIteration, _OutOfWindow):
             return
         except _RecordTooLong:
+            lines.mark_boundary()
             reader = csv.reader(lines)  # start afresh at the next line
             too_long = f"longer than {lines.max_bytes} bytes (an unclosed quote?)"
             yield _Record(line, [], unreadable=too_long)
             continue
         except csv.Error as exc:
+            lines.mark_boundary()
             yield _Record(line, [], unreadable=f"not valid CSV ({exc})")
             continue
+        lines.mark_boundary()
         if any(value.strip() for value in fields):
             yield _Record(line, fields, bad_byte=lines.bad_byte)
 
 
-def read_header(file: BinaryIO, max_line_bytes: int) -> Header:
-    """The first non-blank record, as column positions; BadHeader if it will not do."""
+def read_header(start: Window, max_line_bytes: int) -> Header:
+    """The first non-blank record, as column positions; BadHeader if it will not do.
+
+    `start` is the file's beginning: enough of it to hold the header row.
+    """
+    file = io.BytesIO(start.data)
     # A byte order mark (Excel writes one) is not part of the first column's name.
-    file.seek(len(_BOM) if file.read(len(_BOM)) == _BOM else 0)
-    lines = _Lines(file, 1, max_line_bytes)
+    file.seek(len(_BOM) if start.data.startswith(_BOM) else 0)
+    lines = _Lines(file, 1, max_line_bytes, at_end=start.at_end)
     first = next(_records(lines), None)
+    if first is None and not start.at_end:
+        raise BadHeader(f"no header row in the file's first {len(start.data)} bytes")
     if first is None:
         raise BadHeader("the file has no header row, only blank lines")
     if first.unreadable is not None:
@@ -192,8 +245,8 @@ def read_header(file: BinaryIO, max_line_bytes: int) -> Header:
         name_index=name_index,
         width=len(first.fields),
         ignored_columns=ignored,
-        data_offset=file.tell(),
-        data_line=lines.line + 1,
+        data_offset=lines.boundary,
+        data_line=lines.boundary_line,
     )
 
 
@@ -214,40 +267,47 @@ def _required_positions(cells: list[str]) -> tuple[int, int]:
 
 
 def read_batch(
-    path: str | Path, offset: int, next_line: int, *, max_rows: int, max_line_bytes: int
+    window: Window,
+    header: Header,
+    offset: int,
+    next_line: int,
+    *,
+    max_rows: int,
+    max_line_bytes: int,
+    row_tail: str = "",
 ) -> Batch:
-    """Up to `max_rows` records from the checkpoint (offset 0: the start of the file).
+    """Up to `max_rows` records from the checkpoint (offset 0: the start of the file), as
+    many as `window` holds whole; each valid row's CSV line ends with `row_tail`.
 
     Blank lines, and rows of empty cells, are skipped and not counted.
-    Raises BadHeader if the header row will not do.
     """
-    with Path(path).open("rb") as file:
-        header = read_header(file, max_line_bytes)
-        if offset == 0:
-            offset, next_line = header.data_offset, header.data_line
-        file.seek(offset)
-        lines = _Lines(file, next_line, max_line_bytes)
-        batch = Batch(ignored_columns=header.ignored_columns)
-        kept: list[tuple[int, str, str]] = []
-        seen: set[str] = set()
-        for count, record in enumerate(_records(lines), start=1):
-            try:
-                email, name = _validated(record, header)
-            except _Rejected as exc:
-                email, name = _cells(record, header)
-                batch.rejected.append((record.line, _as_read(email), _as_read(name), exc.reason))
-            else:
-                if email in seen:
-                    batch.repeated += 1
-                else:
-                    seen.add(email)
-                    kept.append((record.line, email, name))
-            if count == max_rows:
-                break
+    if offset == 0:
+        offset, next_line = header.data_offset, header.data_line
+    file = io.BytesIO(window.data)
+    file.seek(offset - window.start)
+    lines = _Lines(file, next_line, max_line_bytes, at_end=window.at_end)
+    batch = Batch(ignored_columns=header.ignored_columns)
+    kept: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for count, record in enumerate(_records(lines), start=1):
+        try:
+            email, name = _validated(record, header)
+        except _Rejected as exc:
+            email, name = _cells(record, header)
+            batch.rejected.append((record.line, _as_read(email), _as_read(name), exc.reason))
         else:
-            batch.finished = True
-        batch.next_offset, batch.next_line = file.tell(), lines.line + 1
-    batch.valid_csv, batch.distinct = _as_csv(kept), len(kept)
+            if email in seen:
+                batch.repeated += 1
+            else:
+                seen.add(email)
+                kept.append((email, name))
+        if count == max_rows:
+            break
+    batch.finished = lines.finished
+    batch.inside_long_line = lines.inside_long_line
+    batch.next_offset, batch.next_line = window.start + lines.boundary, lines.boundary_line
+    batch.needs_more = not batch.finished and batch.next_offset == offset
+    batch.valid_csv, batch.distinct = _as_csv(kept, row_tail), len(kept)
     return batch
 
 
@@ -293,10 +353,25 @@ def _as_read(value: str) -> str:
     return readable[:_KEPT_VALUE_CHARS]
 
 
-def _as_csv(rows: list[tuple[int, str, str]]) -> bytes:
+def _as_csv(rows: list[tuple[str, str]], tail: str) -> bytes:
     # Python's csv dialect and PostgreSQL's CSV format quote alike ("" inside
-    # quotes); no value is empty (that would read as NULL) and no line is just
-    # "\." (every line starts with its number).
+    # quotes); no value is empty (that would read as NULL), and no line is just
+    # "\." (it starts with an id). A valid name or address holds no line
+    # break, so every "\n" ends a row: that is where the tail goes.
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
-    return buffer.getvalue().encode()
+    ids = _new_ids(len(rows))
+    csv.writer(buffer, lineterminator="\n").writerows(
+        [(row_id, email, name) for row_id, (email, name) in zip(ids, rows, strict=True)]
+    )
+    text = buffer.getvalue()
+    return (text.replace("\n", tail + "\n") if tail else text).encode()
+
+
+def _new_ids(count: int) -> list[str]:
+    """`count` random (version 4) UUIDs, as 32 hex digits: made here, a batch at a time, for a
+    tenth of what uuid4() costs each (or gen_random_uuid() costs the database)."""
+    raw = bytearray(os.urandom(16 * count))
+    raw[6::16] = bytes(byte & 0x0F | 0x40 for byte in raw[6::16])  # version 4
+    raw[8::16] = bytes(byte & 0x3F | 0x80 for byte in raw[8::16])  # RFC 4122 variant
+    digits = raw.hex()
+    return [digits[start : start + 32] for start in range(0, 32 * count, 32)]

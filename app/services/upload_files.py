@@ -1,30 +1,28 @@
-"""Where an upload's bytes are kept: DATA_DIR/uploads/<uuid>.csv, written as they arrive.
+"""Where an upload's bytes are kept: the database, in chunks of 1 MiB, written as they arrive.
 
-- Under a name the service generates; the client's filename is kept as data
-  only, never joined to a path.
+- In the same transaction as the upload's row: a refused, broken or
+  abandoned upload leaves nothing behind, and a committed upload is complete.
+  Any process on any machine can import it; none needs a disk of its own.
 - Refused the moment it passes UPLOAD_MAX_BYTES (413), holds a NUL byte (415:
   binary, not CSV), or was declared with a content type that is not CSV (415).
-- Hashed (sha256) and counted on the way; written and hashed in a thread, in
-  1 MiB pieces, so a slow disk never stalls the event loop.
-- Fsynced and renamed into place only once complete: the upload row that
-  points at it is committed after that. On any failure the partial file is
-  removed, and a full disk is answered as such (507), not as a crash.
+- Hashed (sha256) and counted on the way; held in memory one chunk at a time.
+- The transaction begins with the first chunk written, so a small upload
+  holds a database connection only for the moment it is committed. (On the
+  embedded SQLite, whose one connection every request shares, a large upload
+  holds it while it arrives.) A database out of room is answered as such
+  (507), not as a crash.
 """
 
-import asyncio
-import errno
 import hashlib
-import os
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import BinaryIO, TypeVar
 
-from app.core.config import Settings
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from app.core.errors import ServiceError
-
-T = TypeVar("T")
+from app.models.upload import Upload
+from app.repositories import uploads as uploads_repo
 
 # What clients send for a .csv file: curl and most browsers say
 # application/octet-stream, Windows browsers application/vnd.ms-excel. The
@@ -40,9 +38,10 @@ CSV_CONTENT_TYPES = frozenset(
         "",
     }
 )
-_WRITE_BYTES = 1024 * 1024
-# The disk errors that mean "no room": the client may try again later.
-_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT})
+CHUNK_BYTES = 1024 * 1024
+# "No room" as each database says it: PostgreSQL's disk_full, SQLite's SQLITE_FULL.
+_DISK_FULL_SQLSTATE = "53100"
+_SQLITE_FULL = 13
 
 
 class UploadTooLarge(ServiceError):
@@ -64,68 +63,42 @@ class EmptyUpload(ServiceError):
 
 
 class InsufficientStorage(ServiceError):
-    """The disk is full: nothing is wrong with the upload, and nothing of it was kept."""
+    """The database is full: nothing is wrong with the upload, and nothing of it was kept."""
 
     status = 507
     slug = "insufficient-storage"
     title = "No room to store the upload"
 
 
-def stored_path(settings: Settings, stored_name: str) -> Path:
-    """Where the upload stored under `stored_name` is."""
-    return (settings.uploads_dir / stored_name).resolve()
-
-
 @dataclass(frozen=True)
 class StoredFile:
-    """A complete upload on disk, durable, under its generated name."""
+    """An upload's file, all of it written (uncommitted, in the caller's transaction)."""
 
-    upload_id: uuid.UUID
-    path: Path
     size_bytes: int
     sha256: str
 
-    @property
-    def stored_name(self) -> str:
-        return self.path.name
-
-    async def discard(self) -> None:
-        await asyncio.to_thread(self.path.unlink, missing_ok=True)
-
 
 class IncomingFile:
-    """An upload being received: `feed` it, `drain` it now and then, then `keep` or `discard`.
+    """An upload being received into `upload`'s chunks: `feed` it, `drain` it now and then,
+    then `finish` it, all inside the caller's transaction.
 
-    Open it with `async with IncomingFile.open(settings) as incoming:`; leaving
-    the block without `keep` removes the partial file, whatever happened.
+    `upload` is a new row, added to the session with the first chunk (its
+    file's size and digest are set by `finish`); rolling the transaction back
+    leaves nothing of either.
     """
 
-    def __init__(self, upload_id: uuid.UUID, partial: Path, file: BinaryIO, limit: int) -> None:
-        self.upload_id = upload_id
-        self._partial = partial
-        self._final = partial.with_suffix("")
-        self._file = file
+    def __init__(self, session: AsyncSession, upload: Upload, limit: int) -> None:
+        self._session = session
+        self._upload = upload
         self._limit = limit
         self._pending = bytearray()  # fed, not written yet
         self._digest = hashlib.sha256()
+        self._written = 0
         self.size = 0
-        self._kept = False
 
-    @classmethod
-    async def open(cls, settings: Settings) -> "IncomingFile":
-        upload_id = uuid.uuid4()
-        folder = settings.uploads_dir
-        partial = folder / f"{upload_id}.csv.part"
-        await _on_disk(folder.mkdir, parents=True, exist_ok=True)
-        file = await _on_disk(_create, partial)
-        return cls(upload_id, partial, file, settings.upload_max_bytes)
-
-    async def __aenter__(self) -> "IncomingFile":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if not self._kept:
-            await asyncio.to_thread(self._abandon)
+    @property
+    def upload_id(self) -> uuid.UUID:
+        return self._upload.id
 
     def begin(self, *, content_type: str) -> None:
         if content_type not in CSV_CONTENT_TYPES:
@@ -140,57 +113,38 @@ class IncomingFile:
         self._pending += data
 
     async def drain(self) -> None:
-        if len(self._pending) >= _WRITE_BYTES:
-            await _on_disk(self._write, self._take())
+        while len(self._pending) >= CHUNK_BYTES:
+            await self._write(CHUNK_BYTES)
 
-    async def keep(self) -> StoredFile:
-        """Make the file durable and visible under its final name; EmptyUpload if it is empty."""
+    async def finish(self) -> StoredFile:
+        """Write what is left; EmptyUpload if there was nothing at all."""
         if self.size == 0:
             raise EmptyUpload("the file is empty")
-        await _on_disk(self._write, self._take())
-        await _on_disk(self._finish)
-        self._kept = True
-        return StoredFile(self.upload_id, self._final, self.size, self._digest.hexdigest())
+        while self._pending:
+            await self._write(CHUNK_BYTES)
+        return StoredFile(self.size, self._digest.hexdigest())
 
-    def _take(self) -> bytes:
-        data = bytes(self._pending)
-        self._pending.clear()
-        return data
-
-    # Blocking: run in a thread.
-    def _write(self, data: bytes) -> None:
-        self._digest.update(data)
-        self._file.write(data)
-
-    def _finish(self) -> None:
-        """Durable before it is visible: the row that points at it commits after this."""
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        self._partial.rename(self._final)
-        directory = os.open(self._final.parent, os.O_RDONLY)
+    async def _write(self, most: int) -> None:
+        chunk = bytes(self._pending[:most])
+        del self._pending[:most]
+        self._digest.update(chunk)
         try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+            if self._written == 0:
+                self._session.add(self._upload)
+                await self._session.flush()
+            await uploads_repo.add_chunk(self._session, self.upload_id, self._written, chunk)
+        except DBAPIError as exc:
+            if _is_full(exc.orig):
+                raise InsufficientStorage(
+                    "the database has no room to store the file now; nothing was kept, "
+                    "try again later"
+                ) from exc
+            raise
+        self._written += len(chunk)
 
-    def _abandon(self) -> None:
-        self._file.close()
-        self._partial.unlink(missing_ok=True)
-        self._final.unlink(missing_ok=True)  # renamed, but not made durable
 
-
-def _create(path: Path) -> BinaryIO:
-    return path.open("xb")
-
-
-async def _on_disk(work: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """`work` in a thread; a full disk becomes InsufficientStorage (507)."""
-    try:
-        return await asyncio.to_thread(work, *args, **kwargs)
-    except OSError as exc:
-        if exc.errno in _NO_ROOM:
-            raise InsufficientStorage(
-                "the server has no room to store the file now; nothing was kept, try again later"
-            ) from exc
-        raise
+def _is_full(error: BaseException | None) -> bool:
+    return (
+        getattr(error, "sqlstate", None) == _DISK_FULL_SQLSTATE
+        or getattr(error, "sqlite_errorcode", None) == _SQLITE_FULL
+    )

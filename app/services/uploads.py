@@ -1,9 +1,10 @@
-"""CSV uploads: record the stored file and the import it is owed, and report on it."""
+"""CSV uploads: store the file with the import it is owed, and report on it."""
 
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +15,7 @@ from app.models.upload import Upload
 from app.repositories import uploads as uploads_repo
 from app.schemas.upload import UploadPage, UploadRead, UploadSummary
 from app.services.idempotency import IdempotencyGuard
-from app.services.upload_files import StoredFile
+from app.services.upload_files import IncomingFile
 
 IDEMPOTENCY_SCOPE = "POST /uploads"
 FIRST_ERRORS = 10
@@ -32,43 +33,51 @@ def upload_location(upload_id: uuid.UUID) -> str:
     return f"/uploads/{upload_id}"
 
 
+@dataclass(frozen=True)
+class Form:
+    """What came with the file."""
+
+    filename: str  # as the client named it: data, never a path
+    send_welcome: bool
+
+
+# Reads the request's body, its file into the IncomingFile given: HTTP is the router's.
+Receive = Callable[[IncomingFile], Awaitable[Form]]
+
+
 async def create(
     session: AsyncSession,
     *,
-    file: StoredFile,
-    filename: str,
-    send_welcome: bool,
+    receive: Receive,
+    max_bytes: int,
     idempotency_key: str | None = None,
 ) -> UploadRead:
-    """The upload of a stored file, committed with the import it is owed (contract rule 1).
+    """The upload, its file and the import it is owed, committed together (contract rule 1).
 
-    The file is complete and durable before the row that points at it
-    commits; if the row does not commit (a repeated request among others),
-    the file is removed again: the first request's copy is the one imported.
+    The file streams into the database inside this transaction: a body that
+    is refused, breaks off or repeats an earlier request (its key and digest)
+    rolls all of it back.
     """
     now = utcnow()
     guard = IdempotencyGuard(IDEMPOTENCY_SCOPE, idempotency_key)
-    try:
-        async with session.begin():
-            # The same bytes and the same choice: the same request.
-            await guard.reserve(session, {"sha256": file.sha256, "send_welcome": send_welcome}, now)
-            upload = await uploads_repo.insert_upload(
-                session,
-                upload_id=file.upload_id,
-                filename=filename,
-                stored_name=file.stored_name,
-                size_bytes=file.size_bytes,
-                sha256=file.sha256,
-                send_welcome=send_welcome,
-                now=now,
-            )
-            created = UploadRead.with_errors(upload, [])
-            await guard.remember(
-                session, status_code=202, created=created, location=upload_location(upload.id)
-            )
-    except BaseException:
-        await file.discard()
-        raise
+    upload = uploads_repo.new_upload(upload_id=uuid.uuid4(), now=now)
+    async with session.begin():
+        incoming = IncomingFile(session, upload, max_bytes)
+        form = await receive(incoming)
+        file = await incoming.finish()
+        # The same bytes and the same choice: the same request.
+        await guard.reserve(
+            session, {"sha256": file.sha256, "send_welcome": form.send_welcome}, now
+        )
+        upload.filename = form.filename
+        upload.size_bytes = file.size_bytes
+        upload.sha256 = file.sha256
+        upload.send_welcome = form.send_welcome
+        await session.flush()
+        created = UploadRead.with_errors(upload, [])
+        await guard.remember(
+            session, status_code=202, created=created, location=upload_location(upload.id)
+        )
     return created
 
 

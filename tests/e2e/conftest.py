@@ -9,7 +9,7 @@ from app.core import migrations
 from tests.conftest import truncate_all
 from tests.support.keys import SERVER_KEY
 from tests.support.postgres import PostgresCluster
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, WorkerProcess
 from tests.support.smtp import SMTPServer
 
 
@@ -67,6 +67,22 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start `python -m app worker` processes with `start_worker(env)`; all are stopped at
+    the end of the test."""
+    started: list[WorkerProcess] = []
+
+    def start(env: dict[str, str]) -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()
 
 
 @pytest.fixture

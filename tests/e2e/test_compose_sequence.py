@@ -14,6 +14,7 @@ from tests.support.compose import (
     run_to_completion,
     service_environment,
     start_service,
+    start_worker_service,
 )
 from tests.support.postgres import PostgresCluster
 from tests.support.smtp import SMTPServer
@@ -27,7 +28,7 @@ def compose_db(postgres: PostgresCluster | None) -> Iterator[tuple[PostgresClust
         yield postgres, database
 
 
-async def test_compose_sequence_migrates_then_serves_signups_that_mail_arrives_for(
+async def test_compose_sequence_migrates_then_serves_signups_a_worker_mails(
     compose_db: tuple[PostgresCluster, str], smtp: SMTPServer, redis_url: str, tmp_path: Path
 ) -> None:
     postgres, database = compose_db
@@ -37,6 +38,8 @@ async def test_compose_sequence_migrates_then_serves_signups_that_mail_arrives_f
 
     app_env = service_environment("app", postgres, smtp, tmp_path / "data", redis_url)
     server = start_service("app", app_env, tmp_path)
+    worker_env = service_environment("worker", postgres, smtp, tmp_path / "worker", redis_url)
+    worker = start_worker_service("worker", worker_env, tmp_path)
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
             response = await http.post(
@@ -48,4 +51,5 @@ async def test_compose_sequence_migrates_then_serves_signups_that_mail_arrives_f
             assert (await http.get("/readyz")).json()["status"] == "ready"
     finally:
         server.stop()
+        worker.stop()
     assert '"level": "INFO"' in server.log()  # LOG_FORMAT=json from the compose file

@@ -12,6 +12,7 @@ from tests.support.e2e import (
     GRACEFUL_EXIT,
     StartServer,
     assert_each_delivered_once,
+    count_rows,
     database_name,
     insert_owed_users,
     sign_up_many,
@@ -25,6 +26,17 @@ from tests.support.postgres import PostgresCluster
 from tests.support.server import PROJECT_ROOT
 from tests.support.smtp import SMTPServer
 from tests.support.waiting import eventually, eventually_async
+
+
+def upload_transactions_open(cluster: PostgresCluster, url: str) -> int:
+    """Transactions that have written a chunk of an upload and wait for more of it."""
+    return int(
+        cluster.psql(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+            "AND query LIKE 'INSERT INTO upload_chunks%'",
+            database=database_name(url),
+        )
+    )
 
 
 async def test_kill_9_while_smtp_holds_every_message_then_each_welcome_arrives_exactly_once(
@@ -103,18 +115,20 @@ async def test_the_end_of_the_grace_is_one_warning_and_cuts_an_unanswered_reques
     env = {**server_env, "SHUTDOWN_GRACE_SECONDS": "1", "TASK_LEASE_SECONDS": "300"}
     # Their emails hang in background tasks.
     server = await welcomes_in_flight(start_server, env, smtp, signups=3, in_flight=3)
-    # And an upload still arriving, its handler streaming it to disk.
+    # And an upload still arriving, its handler streaming it into the database: its
+    # first chunk is written, in a transaction that waits for the rest.
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(
-        b"POST /uploads HTTP/1.1\r\nHost: service\r\nContent-Length: 100000\r\n"
+        b"POST /uploads HTTP/1.1\r\nHost: service\r\nContent-Length: 3000000\r\n"
         + f"Authorization: Bearer {SERVER_KEY}\r\n".encode()
         + b"Content-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n"
         b'Content-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
-        b"email,name\nada@example.com,Ada\n"
+        b"email,name\n" + b"ada@example.com,Ada\n" * 60_000
     )
     await writer.drain()
-    uploads = tmp_path / "data" / "uploads"
-    await eventually(lambda: any(uploads.glob("*.part")), what="the upload to be receiving")
+    await eventually(
+        lambda: upload_transactions_open(cluster, url) == 1, what="the upload to be receiving"
+    )
 
     exit_code = await asyncio.to_thread(server.terminate, 30)
     answer = await asyncio.wait_for(reader.read(), 10)
@@ -125,7 +139,8 @@ async def test_the_end_of_the_grace_is_one_warning_and_cuts_an_unanswered_reques
     assert b"application/problem+json" in answer
     assert b"shutting down" in answer
     assert "running" not in welcome_statuses(cluster, url)  # handed back
-    assert not any(uploads.glob("*.part"))  # the partial file removed
+    assert count_rows(cluster, url, "upload_chunks") == 0  # the partial upload rolled back
+    assert count_rows(cluster, url, "uploads") == 0
     log = server.log()
     assert "Traceback" not in log
     assert "Exception in ASGI application" not in log

@@ -1,7 +1,9 @@
-"""Adding users in bulk on PostgreSQL: COPY, then an INSERT that skips registered addresses."""
+"""Adding users in bulk on PostgreSQL: COPY straight in, or, when a batch meets a registered
+address, COPY aside and an INSERT that skips it."""
 
 import asyncio
 import uuid
+from datetime import datetime
 
 import pytest
 from fastapi import FastAPI
@@ -23,25 +25,32 @@ def database_url(postgres: PostgresCluster | None, postgres_url: str) -> str:
     return postgres_url
 
 
+def csv_rows(*lines: bytes, welcome: bool, now: datetime) -> bytes:
+    """CSV lines as the reader hands them on: `id,email,name` and the batch's tail."""
+    tail = bulk_users.row_tail(send_welcome=welcome, now=now).encode()
+    return b"".join(uuid.uuid4().hex.encode() + b"," + line + tail + b"\n" for line in lines)
+
+
 async def names_by_email(app: FastAPI) -> dict[str, str]:
     async with app.state.database.request_sessions() as session:
         rows = await session.execute(select(User.email, User.name))
         return {row.email: row.name for row in rows}
 
 
-async def test_registered_addresses_are_skipped_and_new_ones_added_in_line_order(
+async def test_registered_addresses_are_skipped_and_new_ones_added(
     app: FastAPI,
 ) -> None:
     engine = app.state.database.task_engine
     now = utcnow()
     async with engine.begin() as connection:
         first = await bulk_users.insert_new(
-            connection, b'2,ada@example.com,"Lovelace, Ada"\n', send_welcome=True, now=now
-        )
+            connection, csv_rows(b'ada@example.com,"Lovelace, Ada"', welcome=True, now=now),
+            send_welcome=True, now=now,
+        )  # fmt: skip
     async with engine.begin() as connection:
         second = await bulk_users.insert_new(
             connection,
-            b"2,bob@example.com,Bob\n3,ada@example.com,Ada\n",
+            csv_rows(b"bob@example.com,Bob", b"ada@example.com,Ada", welcome=False, now=now),
             send_welcome=False,
             now=now,
         )
@@ -75,7 +84,13 @@ async def test_a_signup_racing_the_import_of_its_address_is_skipped_not_an_error
             async with engine.begin() as connection:
                 return await bulk_users.insert_new(
                     connection,
-                    b"2,ada@example.com,Ada\n3,race@example.com,Race\n4,bob@example.com,Bob\n",
+                    csv_rows(
+                        b"ada@example.com,Ada",
+                        b"race@example.com,Race",
+                        b"bob@example.com,Bob",
+                        welcome=False,
+                        now=now,
+                    ),
                     send_welcome=False,
                     now=now,
                 )
@@ -99,3 +114,25 @@ async def test_a_signup_racing_the_import_of_its_address_is_skipped_not_an_error
         "bob@example.com": "Bob",
         "race@example.com": "Signed up",
     }
+
+
+async def test_a_batch_of_new_addresses_goes_straight_into_users_with_ids_and_welcome_state(
+    app: FastAPI,
+) -> None:
+    engine = app.state.database.task_engine
+    now = utcnow()
+    async with engine.begin() as connection:
+        added = await bulk_users.insert_new(
+            connection,
+            csv_rows(b"ada@example.com,Ada", b"bob@example.com,Bob", welcome=True, now=now),
+            send_welcome=True,
+            now=now,
+        )
+
+    assert added == 2
+    async with app.state.database.request_sessions() as session:
+        users = (await session.scalars(select(User).order_by(User.email))).all()
+    assert len({user.id for user in users}) == 2
+    for user in users:
+        assert (user.created_at, user.welcome_next_attempt_at) == (now, now)
+        assert (user.welcome_status, user.welcome_generation) == (TaskStatus.PENDING, 1)

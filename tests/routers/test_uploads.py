@@ -5,7 +5,6 @@ POST returns here the import has run (in the real worker processes).
 """
 
 import csv
-import errno
 import hashlib
 import io
 import os
@@ -20,11 +19,10 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from app.core.config import Settings
-from app.models import AuditEntry, IdempotencyKey, Upload, User
-from app.services.upload_files import IncomingFile
+from app.models import AuditEntry, IdempotencyKey, Upload, UploadChunk, User
+from app.services.upload_files import CHUNK_BYTES
 from app.tasks.recovery import recover_once
 from app.tasks.runtime import current
-from tests.support.keys import bearer
 from tests.support.smtp import SMTPServer
 
 PROBLEM = "application/problem+json"
@@ -66,12 +64,21 @@ def files_under(folder: Path) -> set[Path]:
     return {path for path in folder.rglob("*") if path.is_file()} if folder.exists() else set()
 
 
-def stored_uploads(settings: Settings) -> list[Path]:
-    return sorted(files_under(settings.uploads_dir))
+async def stored_files(app: FastAPI) -> dict[uuid.UUID, bytes]:
+    """Each upload's file as the database holds it, its chunks joined in order."""
+    files: dict[uuid.UUID, bytes] = {}
+    async with app.state.database.request_sessions() as session:
+        chunks = await session.execute(
+            select(UploadChunk.upload_id, UploadChunk.data).order_by(UploadChunk.start)
+        )
+        for upload_id, data in chunks:
+            files[upload_id] = files.get(upload_id, b"") + data
+    return files
 
 
 async def assert_nothing_written(app: FastAPI, settings: Settings) -> None:
-    assert stored_uploads(settings) == []
+    assert await stored_files(app) == {}
+    assert not (settings.data_dir / "uploads").exists()
     assert await count(app, Upload) == 0
     assert await count(app, User) == 0
 
@@ -112,25 +119,30 @@ async def test_an_accepted_upload_is_audited_once(client: httpx.AsyncClient, app
     ]
 
 
-async def test_the_file_is_stored_under_a_generated_name_with_its_size_and_sha256(
-    client: httpx.AsyncClient, settings: Settings
+async def test_the_file_is_stored_in_the_database_in_chunks_with_its_size_and_sha256(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
 ) -> None:
-    content = csv_of("ada@example.com,Ada")
+    # Three chunks: two whole ones and the rest.
+    rows = [f"person{n}@example.com,Person {n}" for n in range(2 * CHUNK_BYTES // 30)]
+    content = csv_of(*rows)
 
     body = (await upload(client, content, filename="people.csv")).json()
 
-    [stored] = stored_uploads(settings)
-    assert stored.name == f"{body['id']}.csv"
-    assert stored.read_bytes() == content
+    assert await stored_files(app) == {uuid.UUID(body["id"]): content}
+    async with app.state.database.request_sessions() as session:
+        sizes = (await session.scalars(select(func.length(UploadChunk.data)))).all()
+    assert sorted(sizes, reverse=True) == [CHUNK_BYTES, CHUNK_BYTES, len(content) - 2 * CHUNK_BYTES]
     assert body["filename"] == "people.csv"
     assert body["size_bytes"] == len(content)
     assert body["sha256"] == hashlib.sha256(content).hexdigest()
+    assert (await client.get(f"/uploads/{body['id']}")).json()["rows_imported"] == len(rows)
+    assert not (settings.data_dir / "uploads").exists()
 
 
 @pytest.mark.parametrize(
     "filename", ["../../etc/passwd", "/etc/passwd", "..\\..\\boot.ini", "a/../../../b.csv"]
 )
-async def test_a_traversal_filename_is_kept_as_data_and_writes_nothing_outside(
+async def test_a_traversal_filename_is_kept_as_data_and_writes_no_file_at_all(
     client: httpx.AsyncClient, settings: Settings, tmp_path: Path, filename: str
 ) -> None:
     before = files_under(tmp_path)
@@ -138,12 +150,10 @@ async def test_a_traversal_filename_is_kept_as_data_and_writes_nothing_outside(
     response = await upload(client, csv_of("ada@example.com,Ada"), filename=filename)
 
     assert response.status_code == 202
-    body = response.json()
-    assert body["filename"] == filename
+    assert response.json()["filename"] == filename
     written = files_under(tmp_path) - before
-    uploads_dir = settings.uploads_dir.resolve()
-    assert {path.resolve().parent for path in written if path.suffix == ".csv"} == {uploads_dir}
-    assert [path.name for path in stored_uploads(settings)] == [f"{body['id']}.csv"]
+    # Only the embedded database's own files, if any.
+    assert {path.name.split(".db")[0] for path in written} <= {"signup-service"}
 
 
 async def test_counts_are_exact_duplicates_by_case_and_registered_emails_are_not_errors(
@@ -492,51 +502,22 @@ async def test_an_empty_file_is_422(
     await assert_nothing_written(app, settings)
 
 
-async def test_a_full_disk_during_an_upload_is_507_and_nothing_is_kept(
-    client: httpx.AsyncClient,
-    app: FastAPI,
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+async def test_a_full_database_during_an_upload_is_507_and_nothing_is_kept(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
 ) -> None:
-    """A disk cannot be filled here: the write meets ENOSPC as a full disk raises it."""
+    """A full database for real: SQLite's max_page_count caps the file it may grow to."""
+    if not settings.is_sqlite:
+        pytest.skip("a PostgreSQL disk cannot be filled here; SQLite's page cap can")
+    async with app.state.database.request_engine.connect() as connection:
+        pages = await connection.exec_driver_sql("PRAGMA page_count")
+        await connection.exec_driver_sql(f"PRAGMA max_page_count = {pages.scalar_one() + 50}")
+    rows = [f"person{n}@example.com,Person {n}" for n in range(3 * CHUNK_BYTES // 30)]
 
-    def no_room(self: IncomingFile, data: bytes) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(IncomingFile, "_write", no_room)
-
-    response = await upload(client, csv_of("ada@example.com,Ada"))
+    response = await upload(client, csv_of(*rows))
 
     assert response.status_code == 507
     assert response.json()["type"] == "/problems/insufficient-storage"
     assert "nothing was kept" in response.json()["detail"]
-    assert "database" not in caplog.text
-    await assert_nothing_written(app, settings)
-
-
-async def test_another_disk_error_during_an_upload_is_a_500_not_a_database_outage(
-    app: FastAPI,
-    client_key: str,
-    settings: Settings,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    def broken_disk(self: IncomingFile, data: bytes) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(IncomingFile, "_write", broken_disk)
-    # A 500 is sent, then the error raised on to the server, as Starlette does.
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://testserver", headers=bearer(client_key)
-    ) as client:
-        response = await upload(client, csv_of("ada@example.com,Ada"))
-
-    assert response.status_code == 500
-    assert response.json()["type"] == "/problems/internal-error"
-    assert "database" not in response.text
-    assert "Input/output error" in caplog.text  # logged as what it is, with its traceback
     await assert_nothing_written(app, settings)
 
 
@@ -609,7 +590,7 @@ async def test_the_same_idempotency_key_and_file_replays_the_first_response(
     assert again.headers["location"] == first.headers["location"]
     assert again.headers["idempotent-replayed"] == "true"
     assert await count(app, Upload) == 1
-    assert len(stored_uploads(settings)) == 1
+    assert len(await stored_files(app)) == 1
 
 
 async def test_the_same_idempotency_key_with_another_file_is_422_and_keeps_nothing_new(
@@ -627,7 +608,7 @@ async def test_the_same_idempotency_key_with_another_file_is_422_and_keeps_nothi
         assert response.status_code == 422
         assert response.json()["type"] == "/problems/idempotency-key-reused"
     assert await count(app, Upload) == 1
-    assert len(stored_uploads(settings)) == 1
+    assert len(await stored_files(app)) == 1
     assert await count(app, IdempotencyKey) == 1
 
 

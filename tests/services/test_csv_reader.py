@@ -1,7 +1,8 @@
-"""Parsing and validating a stored CSV upload, batch by batch (no database: pure functions)."""
+"""Parsing and validating a CSV upload, batch by batch, window by window (no database)."""
 
 import csv
 import io
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.services.csv_reader import BadHeader, Batch, read_batch
+from app.services.csv_reader import BadHeader, Batch, Window, read_batch, read_header
 
 MAX_LINE = 200
 
@@ -20,12 +21,13 @@ def stored(tmp_path: Path, content: bytes) -> Path:
     return path
 
 
-Row = tuple[int, str, str]
+Row = tuple[str, str]
 
 
 def kept(batch: Batch) -> list[Row]:
-    """The rows a batch keeps, read back from the CSV it hands the database."""
-    return [(int(n), e, m) for n, e, m in csv.reader(io.StringIO(batch.valid_csv.decode()))]
+    """The rows a batch keeps (email, name), read back from the CSV it hands the database."""
+    rows = csv.reader(io.StringIO(batch.valid_csv.decode()))
+    return [(email, name) for _id, email, name, *_tail in rows]
 
 
 @dataclass
@@ -40,11 +42,44 @@ class Merged:
     next_offset: int = 0
 
 
-def read_all(path: Path, batch_rows: int = 1000, max_line_bytes: int = MAX_LINE) -> Merged:
+def window_of(content: bytes, offset: int, size: int) -> Window:
+    data = content[offset : offset + size]
+    return Window(data, offset, at_end=offset + len(data) >= len(content))
+
+
+def one_batch(path: Path, offset: int, line: int, *, max_rows: int) -> Batch:
+    """A batch with all of the file in its window."""
+    content = path.read_bytes()
+    header = read_header(window_of(content, 0, len(content)), MAX_LINE)
+    whole = window_of(content, 0, len(content))
+    return read_batch(whole, header, offset, line, max_rows=max_rows, max_line_bytes=MAX_LINE)
+
+
+def read_all(
+    path: Path,
+    batch_rows: int = 1000,
+    max_line_bytes: int = MAX_LINE,
+    window_bytes: int = 1 << 20,
+) -> Merged:
+    """As the CSV import reads: windows of `window_bytes`, widened while a record does not
+    fit, and the rest of a line too long to read skipped up to its newline."""
+    content = path.read_bytes()
+    header = read_header(window_of(content, 0, 1 << 20), max_line_bytes)
     merged = Merged()
     offset, line = 0, 1
     while True:
-        batch = read_batch(path, offset, line, max_rows=batch_rows, max_line_bytes=max_line_bytes)
+        size = window_bytes
+        batch = Batch(needs_more=True)
+        while batch.needs_more:
+            window = window_of(content, offset, size)
+            batch = read_batch(
+                window, header, offset, line, max_rows=batch_rows, max_line_bytes=max_line_bytes
+            )
+            size *= 2
+        if batch.inside_long_line:
+            newline = content.find(b"\n", batch.next_offset)
+            batch.next_offset = newline + 1 if newline >= 0 else len(content)
+            batch.finished = batch.next_offset >= len(content)
         merged.kept += kept(batch)
         merged.valid += batch.valid
         merged.repeated += batch.repeated
@@ -96,14 +131,14 @@ def test_header_is_case_insensitive_in_any_order_and_extra_columns_are_reported_
 
     batch = read_all(path)
 
-    assert batch.kept == [(2, "ada@example.com", "Ada"), (3, "bob@example.com", "Bob")]
+    assert batch.kept == [("ada@example.com", "Ada"), ("bob@example.com", "Bob")]
     assert batch.ignored_columns == ["Company", "(column 4)", "notes"]
 
 
 def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) -> None:
     path = stored(tmp_path, "\ufeffemail,name\nada@example.com,Ada\n".encode())
 
-    assert read_all(path).kept == [(2, "ada@example.com", "Ada")]
+    assert read_all(path).kept == [("ada@example.com", "Ada")]
 
 
 def test_crlf_and_lf_line_ends_and_a_missing_final_newline_read_alike(tmp_path: Path) -> None:
@@ -113,7 +148,7 @@ def test_crlf_and_lf_line_ends_and_a_missing_final_newline_read_alike(tmp_path: 
     unterminated = read_all(stored(tmp_path, "\r\n".join(rows).encode()))
 
     assert lf.kept == crlf.kept == unterminated.kept
-    assert lf.kept == [(2, "ada@example.com", "Ada"), (3, "bob@example.com", "Bob")]
+    assert lf.kept == [("ada@example.com", "Ada"), ("bob@example.com", "Bob")]
 
 
 def test_quoted_fields_keep_commas_and_newlines_and_line_numbers_stay_physical(
@@ -129,8 +164,8 @@ def test_quoted_fields_keep_commas_and_newlines_and_line_numbers_stay_physical(
     batch = read_all(path)
 
     assert batch.kept == [
-        (2, "ada@example.com", "Lovelace, Ada"),
-        (6, "carol@example.com", "Carol"),
+        ("ada@example.com", "Lovelace, Ada"),
+        ("carol@example.com", "Carol"),
     ]
     # A newline inside a name is read correctly, then refused like a signup's.
     assert reasons(batch) == {4: "name: must not contain control characters or line breaks"}
@@ -148,13 +183,16 @@ def test_latin_1_bytes_reject_their_row_with_its_line_number_and_the_rest_goes_o
 
     batch = read_all(path)
 
-    assert batch.kept == [(2, "ada@example.com", "Ada"), (4, "bob@example.com", "Bob")]
+    assert batch.kept == [("ada@example.com", "Ada"), ("bob@example.com", "Bob")]
     [(line, email, name, reason)] = batch.rejected
     assert (line, email, name) == (3, "zoe@example.com", "Zo\ufffd")
     assert reason == "not valid UTF-8 (byte 0xE9 on line 3); save the file as UTF-8"
 
 
-def test_a_line_over_the_limit_is_rejected_unread_and_the_rest_goes_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("window_bytes", [1 << 20, 3 * MAX_LINE, 7])
+def test_a_line_over_the_limit_is_rejected_unread_and_the_rest_goes_on(
+    tmp_path: Path, window_bytes: int
+) -> None:
     path = stored(
         tmp_path,
         b"email,name\n"
@@ -162,21 +200,24 @@ def test_a_line_over_the_limit_is_rejected_unread_and_the_rest_goes_on(tmp_path:
         + b"ada@example.com,Ada\n",
     )  # fmt: skip
 
-    batch = read_all(path)
+    batch = read_all(path, window_bytes=window_bytes)
 
     assert reasons(batch) == {2: f"longer than {MAX_LINE} bytes (an unclosed quote?)"}
-    assert batch.kept == [(3, "ada@example.com", "Ada")]
+    assert batch.kept == [("ada@example.com", "Ada")]
 
 
-def test_an_unclosed_quote_swallows_at_most_the_line_limit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("window_bytes", [1 << 20, 50])
+def test_an_unclosed_quote_swallows_at_most_the_line_limit(
+    tmp_path: Path, window_bytes: int
+) -> None:
     rows = b"".join(b"user%d@example.com,User %d\n" % (n, n) for n in range(20))
     path = stored(tmp_path, b'email,name\nada@example.com,"Ada\n' + rows)
 
-    batch = read_all(path)
+    batch = read_all(path, window_bytes=window_bytes)
 
     assert list(reasons(batch)) == [2]
     assert len(batch.kept) > 10  # the rows after the swallowed ones are read again
-    assert batch.kept[-1] == (22, "user19@example.com", "User 19")
+    assert batch.kept[-1] == ("user19@example.com", "User 19")
 
 
 @pytest.mark.parametrize(
@@ -201,7 +242,7 @@ def test_rows_are_validated_like_signups_and_rejected_with_the_reason(
 
     assert list(reasons(batch)) == [2]
     assert reasons(batch)[2].startswith(reason)
-    assert batch.kept == [(3, "bob@example.com", "Bob")]
+    assert batch.kept == [("bob@example.com", "Bob")]
 
 
 def test_case_variants_are_one_address_kept_once_and_counted_again(tmp_path: Path) -> None:
@@ -209,7 +250,7 @@ def test_case_variants_are_one_address_kept_once_and_counted_again(tmp_path: Pat
 
     batch = read_all(path)
 
-    assert batch.kept == [(2, "ada@example.com", "Ada")]
+    assert batch.kept == [("ada@example.com", "Ada")]
     assert batch.repeated == 1
 
 
@@ -220,7 +261,7 @@ def test_blank_lines_and_rows_of_empty_cells_are_skipped_uncounted(tmp_path: Pat
 
     batch = read_all(path)
 
-    assert batch.kept == [(3, "ada@example.com", "Ada"), (7, "bob@example.com", "Bob")]
+    assert batch.kept == [("ada@example.com", "Ada"), ("bob@example.com", "Bob")]
     assert batch.rejected == []
 
 
@@ -233,14 +274,12 @@ def test_a_header_only_file_is_finished_with_no_rows(tmp_path: Path) -> None:
 def test_a_batch_ends_on_a_record_boundary_the_next_batch_starts_from(tmp_path: Path) -> None:
     path = stored(tmp_path, b'email,name\na@example.com,"A\nB"\nb@example.com,B\nc@example.com,C\n')
 
-    first = read_batch(path, 0, 1, max_rows=1, max_line_bytes=MAX_LINE)
-    second = read_batch(
-        path, first.next_offset, first.next_line, max_rows=1, max_line_bytes=MAX_LINE
-    )
+    first = one_batch(path, 0, 1, max_rows=1)
+    second = one_batch(path, first.next_offset, first.next_line, max_rows=1)
 
     assert (first.next_line, first.finished) == (4, False)
     assert path.read_bytes()[first.next_offset :].startswith(b"b@example.com")
-    assert kept(second) == [(4, "b@example.com", "B")]
+    assert kept(second) == [("b@example.com", "B")]
 
 
 cells = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
@@ -256,12 +295,14 @@ names = st.sampled_from(["Ada", "Lovelace, Ada", 'Say "hi"', "Zoë", "Two\nLines
         max_size=30,
     ),
     batch_rows=st.integers(min_value=1, max_value=7),
+    window_bytes=st.integers(min_value=1, max_value=80),
     line_end=st.sampled_from(["\n", "\r\n"]),
 )
-def test_reading_in_batches_gives_what_one_pass_gives(
+def test_reading_in_batches_and_windows_gives_what_one_pass_gives(
     tmp_path_factory: pytest.TempPathFactory,
     rows: list[tuple[str, str]],
     batch_rows: int,
+    window_bytes: int,
     line_end: str,
 ) -> None:
     buffer = io.StringIO(newline="")
@@ -270,13 +311,13 @@ def test_reading_in_batches_gives_what_one_pass_gives(
     writer.writerows(rows)
     path = stored(tmp_path_factory.mktemp("rows"), buffer.getvalue().encode())
 
-    in_batches = read_all(path, batch_rows=batch_rows)
+    in_batches = read_all(path, batch_rows=batch_rows, window_bytes=window_bytes)
     at_once = read_all(path, batch_rows=10_000)
 
     # Each batch keeps an address once; across batches, the database does.
-    first_seen: dict[str, tuple[int, str, str]] = {}
+    first_seen: dict[str, Row] = {}
     for row in in_batches.kept:
-        first_seen.setdefault(row[1], row)
+        first_seen.setdefault(row[0], row)
     assert list(first_seen.values()) == at_once.kept
     assert in_batches.valid == at_once.valid
     assert in_batches.rejected == at_once.rejected
@@ -290,10 +331,36 @@ def test_the_valid_rows_come_as_csv_postgresql_reads_back_alike(tmp_path: Path) 
         b"ADA@example.com,Again\nbad,Eve\n",
     )
 
-    batch = read_batch(path, 0, 1, max_rows=100, max_line_bytes=MAX_LINE)
+    batch = one_batch(path, 0, 1, max_rows=100)
 
     assert (batch.distinct, batch.repeated, batch.rows) == (2, 1, 4)
     assert kept(batch) == [
-        (2, "ada@example.com", "Lovelace, Ada"),
-        (3, "bob@example.com", 'Bob "the" Builder'),
+        ("ada@example.com", "Lovelace, Ada"),
+        ("bob@example.com", 'Bob "the" Builder'),
     ]
+
+
+def test_each_kept_row_has_a_new_uuid_4_and_ends_with_the_tail_the_caller_gives(
+    tmp_path: Path,
+) -> None:
+    content = b'email,name\nada@example.com,"Lovelace, Ada"\nbob@example.com,Bob\n'
+    header = read_header(window_of(content, 0, len(content)), MAX_LINE)
+
+    batch = read_batch(
+        window_of(content, 0, len(content)),
+        header,
+        0,
+        1,
+        max_rows=10,
+        max_line_bytes=MAX_LINE,
+        row_tail=",2026-11-28T09:00:00+00:00,pending",
+    )
+
+    rows = list(csv.reader(io.StringIO(batch.valid_csv.decode())))
+    assert [row[1:] for row in rows] == [
+        ["ada@example.com", "Lovelace, Ada", "2026-11-28T09:00:00+00:00", "pending"],
+        ["bob@example.com", "Bob", "2026-11-28T09:00:00+00:00", "pending"],
+    ]
+    ids = [uuid.UUID(row[0]) for row in rows]
+    assert [(row_id.version, row_id.variant) for row_id in ids] == [(4, uuid.RFC_4122)] * 2
+    assert ids[0] != ids[1]

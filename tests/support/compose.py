@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 from dotenv import dotenv_values
 
-from tests.support.postgres import PostgresCluster
-from tests.support.server import PROJECT_ROOT, ServerProcess
+from tests.support.postgres import PostgresCluster, free_port
+from tests.support.server import PROJECT_ROOT, ServerProcess, WorkerProcess
 from tests.support.smtp import SMTPServer
 
 SERVICES: dict[str, Any] = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())[
@@ -70,6 +70,9 @@ def service_environment(
     )
     env["SMTP_HOST"], env["SMTP_PORT"] = smtp.host, str(smtp.port)
     env["DATA_DIR"] = str(data_dir)
+    if "WORKER_METRICS_PORT" in env:  # the container's own port, here a free one
+        env["WORKER_METRICS_PORT"] = str(free_port())
+        env["WORKER_METRICS_HOST"] = "127.0.0.1"
     return env
 
 
@@ -104,6 +107,15 @@ def start_service(service: str, env: dict[str, str], cwd: Path) -> ServerProcess
     return ServerProcess(
         {**env, "PYTHONPATH": str(PROJECT_ROOT)}, cwd / f"{service}.log", command=command, cwd=cwd
     ).start()
+
+
+def start_worker_service(service: str, env: dict[str, str], cwd: Path) -> WorkerProcess:
+    """A worker service's command, as compose runs it, started and listening."""
+    command = [sys.executable, *SERVICES[service]["command"][1:]]
+    worker = WorkerProcess(
+        {**env, "PYTHONPATH": str(PROJECT_ROOT)}, cwd / f"{service}.log", command=command, cwd=cwd
+    )
+    return worker.start()
 
 
 @contextmanager

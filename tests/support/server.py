@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ class ServerProcess:
         return httpx.AsyncClient(base_url=self.base_url, headers=self.headers, **options)
 
     def start(self, *, ready_path: str = "/readyz", timeout: float = 60.0) -> "ServerProcess":
+        self._launch(["--port", str(self.port)])
+        self.wait_until_ready(ready_path, timeout)
+        return self
+
+    def _launch(self, arguments: list[str]) -> None:
         environment = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108
@@ -60,15 +66,13 @@ class ServerProcess:
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*self.command, "--port", str(self.port)],
+                [*self.command, *arguments],
                 env=environment,
                 cwd=self.cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # signals reach this server only, not the test runner
             )
-        self.wait_until_ready(ready_path, timeout)
-        return self
 
     def wait_until_ready(self, path: str = "/readyz", timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -105,3 +109,37 @@ class ServerProcess:
             self.terminate(timeout=15)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+class WorkerProcess(ServerProcess):
+    """One `python -m app worker` process: no HTTP; ready once it listens for owed work."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        command: list[str] | None = None,
+        cwd: Path = PROJECT_ROOT,
+    ) -> None:
+        command = command or [sys.executable, "-m", "app", "worker"]
+        super().__init__(env, log_path, command=command, cwd=cwd)
+
+    def start(
+        self,
+        *,
+        ready_path: str = "",
+        timeout: float = 60.0,
+        ready: Callable[[], bool] | None = None,
+    ) -> "WorkerProcess":
+        """Start, and wait for `ready` (by default: its log says it listens, at INFO)."""
+        self._launch([])
+        deadline = time.monotonic() + timeout
+        ready = ready or (lambda: "listening for owed work" in self.log())
+        while not ready():
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"worker exited early:\n{self.log()[-4000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker not ready within {timeout}s:\n{self.log()[-4000:]}")
+            time.sleep(0.05)
+        return self

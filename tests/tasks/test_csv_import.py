@@ -8,12 +8,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.core.config import Settings
 from app.core.shutdown import Shutdown
-from app.models import Upload, UploadRowError, User
+from app.models import Upload, UploadChunk, UploadRowError, User
 from app.models.base import TaskStatus, utcnow
 from app.repositories import bulk_users
 from app.routers import uploads as uploads_router
@@ -175,16 +174,22 @@ async def test_a_run_whose_upload_was_taken_over_commits_nothing_more(
     assert await count(app, User) == 4
 
 
-async def test_an_upload_whose_stored_file_is_gone_fails_with_the_reason(
-    client: httpx.AsyncClient, app: FastAPI, settings: Settings, not_scheduled: None
+async def test_an_upload_whose_bytes_retention_deleted_fails_with_the_reason(
+    client: httpx.AsyncClient, app: FastAPI, not_scheduled: None
 ) -> None:
     upload_id = await post(client)
-    (settings.uploads_dir / f"{upload_id}.csv").unlink()
+    async with app.state.database.request_engine.begin() as connection:
+        await connection.execute(delete(UploadChunk).where(UploadChunk.upload_id == upload_id))
+        await connection.execute(
+            update(Upload).where(Upload.id == upload_id).values(content_deleted_at=utcnow())
+        )
 
     assert await run_task(CSV_IMPORT, upload_id) is TaskStatus.FAILED
 
     upload = await state(app, upload_id)
-    assert upload.last_error == f"the stored file {upload_id}.csv is missing"
+    assert upload.last_error is not None
+    assert upload.last_error.startswith("the file's bytes were deleted")
+    assert await count(app, User) == 0
 
 
 async def test_an_upload_nobody_scheduled_is_imported_by_recovery(
