@@ -14,29 +14,21 @@ And the product's own route functions with the security check switched off
 
 `create_app_without_console`: the service without the console's routes.
 
-`create_request_only_app`: the bench app whose requests schedule their
-    background work as always but never run it (bench.signups measures a
-    request's own CPU with it; recovery must be off, RECOVERY_INTERVAL_SECONDS=0).
+`create_request_only_app`: the bench app whose requests queue their background
+    work as always but never run it (bench.signups measures a request's own CPU
+    with it; recovery must be off too, RECOVERY_INTERVAL_SECONDS=0).
 """
 
 import uuid
 
-from fastapi import BackgroundTasks, FastAPI, Request, Response
+from fastapi import BackgroundTasks, FastAPI, Response
 
 from app.main import create_server_app
 from app.models import User
 from app.models.base import TaskStatus, utcnow
 from app.routers import signups as signups_routes
 from app.routers import users as users_routes
-from app.routers.deps import (
-    AfterCommit,
-    Auditor,
-    AuditorDep,
-    SessionDep,
-    SettingsDep,
-    get_after_commit,
-    get_auditor,
-)
+from app.routers.deps import AuditorDep, SessionDep, SettingsDep
 from app.routers.security import PUBLIC
 from app.schemas.user import UserCreate, UserRead, UserWithWebhookSecret
 from app.services import signups
@@ -111,20 +103,19 @@ def create_app_without_console() -> FastAPI:
     return app
 
 
+async def _not_run(self: BackgroundTasks) -> None:
+    """Starlette calls this after the response is sent; the tasks stay queued."""
+
+
 def create_request_only_app() -> FastAPI:
-    """The bench app with every request's background work queued on a list nobody runs.
+    """The bench app with every request's background work queued and never run.
 
-    The request does all it does in the product (builds the audit entry, binds the
-    work, sets Location); only the running after the response is left out.
+    The request does all it does in the product (binds the work, builds the
+    audit entry, sets Location); only running the tasks after the response is
+    left out. Done in the one place FastAPI runs them, not by overriding the
+    dependencies that queue them: an override makes FastAPI work out the
+    route's dependencies again on every request, which the product never does.
+    This process serves nothing else, so nothing else loses its tasks.
     """
-    app = create_bench_app()
-
-    async def unrun_auditor(request: Request) -> Auditor:
-        return Auditor(request, BackgroundTasks())
-
-    async def unrun_after_commit(auditor: AuditorDep, response: Response) -> AfterCommit:
-        return AfterCommit(BackgroundTasks(), auditor, response)
-
-    app.dependency_overrides[get_auditor] = unrun_auditor
-    app.dependency_overrides[get_after_commit] = unrun_after_commit
-    return app
+    BackgroundTasks.__call__ = _not_run  # type: ignore[method-assign]
+    return create_bench_app()
