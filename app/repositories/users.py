@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Row, delete, or_, select, update
@@ -37,21 +38,27 @@ async def insert(
     address cannot both pass a check, and the loser gets a clean answer instead
     of an integrity error.
     """
-    statement = (
-        upsert_insert(session, User)
-        .values(
-            id=uuid.uuid4(),
-            email=email,
-            name=name,
-            created_at=now,
-            webhook_url=webhook_url,
-            webhook_secret=webhook_secret,
-            **welcome_owed(now),
-        )
+    row = {
+        "id": uuid.uuid4(),
+        "email": email,
+        "name": name,
+        "created_at": now,
+        "webhook_url": webhook_url,
+        "webhook_secret": webhook_secret,
+        **welcome_owed(now),
+    }
+    statement = _insert_statement(session.get_bind().dialect.name)
+    return (await session.scalars(statement, row)).one_or_none()
+
+
+@cache
+def _insert_statement(dialect: str) -> Any:
+    """Built once: the row comes as parameters, so no signup builds or keys a statement."""
+    return (
+        upsert_insert(dialect, User)
         .on_conflict_do_nothing(index_elements=[User.email])
         .returning(User)
     )
-    return (await session.scalars(statement)).one_or_none()
 
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
