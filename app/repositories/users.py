@@ -36,7 +36,8 @@ async def insert(
 
     ON CONFLICT rather than check-then-insert: two simultaneous signups for one
     address cannot both pass a check, and the loser gets a clean answer instead
-    of an integrity error.
+    of an integrity error. The user comes back built from the row sent, not read
+    back from what the database returns: only whether the row went in is asked.
     """
     row = {
         "id": uuid.uuid4(),
@@ -48,16 +49,19 @@ async def insert(
         **welcome_owed(now),
     }
     statement = _insert_statement(session.get_bind().dialect.name)
-    return (await session.scalars(statement, row)).one_or_none()
+    inserted = (await session.execute(statement, row)).first()
+    return User(**row) if inserted is not None else None
 
 
 @cache
 def _insert_statement(dialect: str) -> Any:
-    """Built once: the row comes as parameters, so no signup builds or keys a statement."""
+    """Built once, on the table rather than the mapped class: the row comes as parameters,
+    so no signup builds, keys or runs a statement through the ORM's insert machinery."""
+    table = User.__table__
     return (
-        upsert_insert(dialect, User)
-        .on_conflict_do_nothing(index_elements=[User.email])
-        .returning(User)
+        upsert_insert(dialect, table)
+        .on_conflict_do_nothing(index_elements=[table.c.email])
+        .returning(table.c.id)
     )
 
 
