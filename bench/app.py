@@ -13,11 +13,15 @@ And the product's own route functions with the security check switched off
 `POST /bench/signups-unlimited`: POST /signups without the per-address limit.
 
 `create_app_without_console`: the service without the console's routes.
+
+`create_request_only_app`: the bench app whose requests queue their background
+    work as always but never run it (bench.signups measures a request's own CPU
+    with it; recovery must be off too, RECOVERY_INTERVAL_SECONDS=0).
 """
 
 import uuid
 
-from fastapi import FastAPI, Response
+from fastapi import BackgroundTasks, FastAPI, Response
 
 from app.main import create_server_app
 from app.models import User
@@ -97,3 +101,21 @@ def create_app_without_console() -> FastAPI:
         if not getattr(route, "path", "").startswith("/console")
     ]
     return app
+
+
+async def _not_run(self: BackgroundTasks) -> None:
+    """Starlette calls this after the response is sent; the tasks stay queued."""
+
+
+def create_request_only_app() -> FastAPI:
+    """The bench app with every request's background work queued and never run.
+
+    The request does all it does in the product (binds the work, builds the
+    audit entry, sets Location); only running the tasks after the response is
+    left out. Done in the one place FastAPI runs them, not by overriding the
+    dependencies that queue them: an override makes FastAPI work out the
+    route's dependencies again on every request, which the product never does.
+    This process serves nothing else, so nothing else loses its tasks.
+    """
+    BackgroundTasks.__call__ = _not_run  # type: ignore[method-assign]
+    return create_bench_app()
