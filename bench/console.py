@@ -79,8 +79,8 @@ PAGES = {
     "/console/people": "#main",
 }
 FRAGMENTS = [
-    ("/console/work/tasks", "/admin/tasks"),
-    ("/console/work/failed", "/admin/tasks/failed?limit=20"),
+    ("/console/tasks", "/admin/tasks"),
+    ("/console/tasks/failed", "/admin/tasks/failed?limit=20"),
     ("/console/imports/uploads", "/uploads?limit=20"),
     ("/console/audit/entries", "/admin/audit?limit=20"),
     ("/console/people/search?query=person77%40example.com", "/users?email=person77%40example.com"),
@@ -101,7 +101,7 @@ async def console_tabs(base_url: str, stop: asyncio.Event) -> int:
             nonlocal made
             await asyncio.sleep(offset)
             while not stop.is_set():
-                await client.get("/console/work/tasks")
+                await client.get("/console/tasks")
                 await client.get("/console/imports/uploads")
                 made += 2
                 with contextlib.suppress(TimeoutError):

@@ -172,7 +172,7 @@ def _age(seconds: float | None) -> str:
     return f"{seconds:.1f} s"
 
 
-@router.get("/work/tasks", dependencies=[requires(Scope.ADMIN)])
+@router.get("/tasks", dependencies=[requires(Scope.ADMIN)])
 async def work_counts(request: Request, session: SessionDep) -> HTMLResponse:
     overview = await admin.overview(session)
     return _render(
@@ -185,7 +185,7 @@ async def work_counts(request: Request, session: SessionDep) -> HTMLResponse:
     )
 
 
-@router.get("/work/failed", dependencies=[requires(Scope.ADMIN)])
+@router.get("/tasks/failed", dependencies=[requires(Scope.ADMIN)])
 async def work_failed(
     request: Request, session: SessionDep, cursor: CursorQuery = None
 ) -> HTMLResponse:
@@ -194,7 +194,7 @@ async def work_failed(
         request,
         "work_failed",
         tasks=[task_view(task) for task in page.items],
-        **_paging(request, "work/failed", cursor=cursor, next_cursor=page.next_cursor),
+        **_paging(request, "tasks/failed", cursor=cursor, next_cursor=page.next_cursor),
     )
 
 
@@ -209,7 +209,7 @@ def task_view(task: TaskRead) -> TaskView:
     return TaskView(task, task.status not in SETTLED, task.status == TaskStatus.FAILED)
 
 
-@router.get("/work/tasks/{kind}/{task_id}", dependencies=[requires(Scope.ADMIN)])
+@router.get("/tasks/{kind}/{task_id}", dependencies=[requires(Scope.ADMIN)])
 async def work_task(
     request: Request, session: SessionDep, kind: TaskKindName, task_id: uuid.UUID
 ) -> HTMLResponse:

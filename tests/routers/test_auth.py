@@ -107,9 +107,7 @@ async def failed_welcome(world: World) -> Call:
 
 async def failed_welcome_row(world: World) -> Call:
     retry = await failed_welcome(world)
-    return Call(
-        "GET", retry.url.replace("/admin/tasks/", "/console/work/tasks/").removesuffix("/retry")
-    )
+    return Call("GET", retry.url.replace("/admin/tasks/", "/console/tasks/").removesuffix("/retry"))
 
 
 async def rotate(world: World) -> Call:
@@ -151,9 +149,9 @@ EXAMPLES: dict[str, Example] = {
     "POST /admin/tasks/{kind}/{task_id}/retry": failed_welcome,
     "GET /admin/audit": lambda w: _ready(Call("GET", "/admin/audit")),
     "GET /metrics": lambda w: _ready(Call("GET", "/metrics")),
-    "GET /console/work/tasks": lambda w: _ready(Call("GET", "/console/work/tasks")),
-    "GET /console/work/failed": lambda w: _ready(Call("GET", "/console/work/failed")),
-    "GET /console/work/tasks/{kind}/{task_id}": failed_welcome_row,
+    "GET /console/tasks": lambda w: _ready(Call("GET", "/console/tasks")),
+    "GET /console/tasks/failed": lambda w: _ready(Call("GET", "/console/tasks/failed")),
+    "GET /console/tasks/{kind}/{task_id}": failed_welcome_row,
     "GET /console/imports/uploads": lambda w: _ready(Call("GET", "/console/imports/uploads")),
     "GET /console/imports/uploads/{upload_id}": lambda w: _call(
         w.upload(), "GET", "/console/imports/uploads/{}"

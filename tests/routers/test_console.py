@@ -105,7 +105,7 @@ async def test_the_work_counts_are_the_admin_api_s(
     await sign_up(client, "gone@example.com")
     await insert_user(app, "owed@example.com")  # pending, due
 
-    fragment = (await client.get("/console/work/tasks")).text
+    fragment = (await client.get("/console/tasks")).text
     api = (await client.get("/admin/tasks")).json()
 
     rows = re.findall(r'<tr data-kind="([a-z_]+)">(.*?)</tr>', fragment, re.S)
@@ -126,13 +126,13 @@ async def test_the_failed_list_is_newest_first_with_the_last_error_and_a_retry_o
     first = await sign_up(client, "one@example.com")
     second = await sign_up(client, "two@example.com")
 
-    fragment = (await client.get("/console/work/failed")).text
+    fragment = (await client.get("/console/tasks/failed")).text
 
     rows = re.findall(r'<tr id="task-welcome_email-([0-9a-f-]+)"', fragment)
     assert rows == [second, first]
     assert "550 5.1.1 second" in fragment
     assert f'hx-post="/admin/tasks/welcome_email/{second}/retry"' in fragment
-    assert f'data-then-get="/console/work/tasks/welcome_email/{second}"' in fragment
+    assert f'data-then-get="/console/tasks/welcome_email/{second}"' in fragment
 
 
 async def test_a_retried_task_s_row_is_watched_until_it_settles(
@@ -142,12 +142,12 @@ async def test_a_retried_task_s_row_is_watched_until_it_settles(
     smtp.reply_to_data("550 5.1.1 no such mailbox")
     failed = await sign_up(client, "gone@example.com")
 
-    pending = (await client.get(f"/console/work/tasks/welcome_email/{owed}")).text
-    settled = (await client.get(f"/console/work/tasks/welcome_email/{failed}")).text
-    unknown = await client.get(f"/console/work/tasks/welcome_email/{uuid.uuid4()}")
+    pending = (await client.get(f"/console/tasks/welcome_email/{owed}")).text
+    settled = (await client.get(f"/console/tasks/welcome_email/{failed}")).text
+    unknown = await client.get(f"/console/tasks/welcome_email/{uuid.uuid4()}")
 
     assert 'data-status="pending"' in pending
-    assert f'hx-get="/console/work/tasks/welcome_email/{owed}"' in pending
+    assert f'hx-get="/console/tasks/welcome_email/{owed}"' in pending
     assert "hx-post" not in pending  # only a failed task can be retried
     assert 'data-status="failed"' in settled
     assert "hx-trigger" not in settled
@@ -169,7 +169,7 @@ async def test_markup_in_a_name_a_file_name_or_an_error_is_shown_as_text(
         (await client.get(path)).text
         for path in (
             f"/console/people/{user_id}",
-            "/console/work/failed",
+            "/console/tasks/failed",
             "/console/imports/uploads",
             f"/console/imports/uploads/{upload.json()['id']}",
         )
