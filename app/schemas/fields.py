@@ -21,11 +21,15 @@ _SINGLE_LINE = re.compile(SINGLE_LINE_PATTERN)
 
 # RFC 5322 dot-atom in plain ASCII: the local part nearly every address has.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_ASCII_DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+ASCII_DOT_ATOM = rf"{_ATEXT}(?:\.{_ATEXT})*"
+_ASCII_DOT_ATOM = re.compile(ASCII_DOT_ATOM)
 # email-validator's limit, in UTF-8 bytes, on each form of the address it checks.
 _MAX_ADDRESS_BYTES = 254
 # RFC 5321's limit before the @, which email-validator enforces in strict mode.
 _MAX_LOCAL_CHARS = 64
+
+# The longest name a user may have, in characters.
+NAME_MAX_CHARS = 100
 
 # Distinct domains remembered; past that, the least recently seen are validated again.
 _DOMAIN_CACHE_SIZE = 16384
@@ -50,25 +54,35 @@ def normalize_email(value: str) -> str:
     agree on every address.
     """
     local, at, domain = value.partition("@")
-    if (
-        at
-        and value.isascii()
-        and len(local) <= _MAX_LOCAL_CHARS
-        and _ASCII_DOT_ATOM.fullmatch(local)
-    ):
-        forms = _domain_forms(domain)
-        if forms is not None:
-            unicode_domain, ascii_domain = forms
-            normalized = f"{local}@{unicode_domain}"
-            if (
-                len(value) <= _MAX_ADDRESS_BYTES
-                and len(normalized.encode()) <= _MAX_ADDRESS_BYTES
-                and len(local) + 1 + len(ascii_domain) <= _MAX_ADDRESS_BYTES
-            ):
-                return normalized.lower()
+    if at and value.isascii() and _ASCII_DOT_ATOM.fullmatch(local):
+        normalized = plain_address(local, domain)
+        if normalized is not None:
+            return normalized
     # Anything unusual, and every invalid address: email-validator decides, and
     # its message is the one the caller sees.
     return _validate_with_email_validator(value)
+
+
+def plain_address(local: str, domain: str) -> str | None:
+    """`local@domain` normalised, where `local` is an ASCII dot-atom; None when
+    email-validator must decide (and its message be the caller's).
+
+    The domain's verdict is email-validator's, cached; the rest is lengths.
+    """
+    if len(local) > _MAX_LOCAL_CHARS:
+        return None
+    forms = _domain_forms(domain)
+    if forms is None:
+        return None
+    unicode_domain, ascii_domain = forms
+    normalized = f"{local}@{unicode_domain}"
+    if (
+        len(local) + 1 + len(domain) <= _MAX_ADDRESS_BYTES
+        and len(normalized.encode()) <= _MAX_ADDRESS_BYTES
+        and len(local) + 1 + len(ascii_domain) <= _MAX_ADDRESS_BYTES
+    ):
+        return normalized.lower()
+    return None
 
 
 def validate_by_the_rule(value: str) -> ValidatedEmail:
@@ -140,8 +154,8 @@ Email = Annotated[
 
 PersonName = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=100),
-    single_line(100),
+    StringConstraints(min_length=1, max_length=NAME_MAX_CHARS),
+    single_line(NAME_MAX_CHARS),
     Field(examples=["Ada Lovelace"], json_schema_extra={"pattern": SINGLE_LINE_PATTERN}),
 ]
 

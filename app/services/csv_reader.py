@@ -16,6 +16,12 @@ chunks at a time and hands each batch the window it has.
 - No line, and no record, may be longer than `max_line_bytes`: memory stays
   bounded whatever the file holds (an unclosed quote, a binary blob).
 - Rows are validated by the API's own field types (`app.schemas.fields`).
+- Nearly every row of a real file is plain: an ASCII address, a name of
+  printable ASCII, no quotes. One regular expression recognises such a line
+  whole, and only the domain is asked of email-validator (once, cached); any
+  other line, and any line that expression refuses, goes the way above. The
+  two ways agree on every row (`tests/services/test_csv_reader.py`), and the
+  plain one costs a fifth of the other.
 - The valid rows leave as CSV bytes, `id,email,name` (a new random id each)
   and then the `row_tail` the caller gives (the columns every row of the
   batch shares): the form PostgreSQL's COPY reads, so the server passes them
@@ -25,11 +31,19 @@ chunks at a time and hands each batch the window it has.
 import csv
 import io
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import BinaryIO, NamedTuple
 
-from app.schemas.fields import clean_email, clean_person_name
+from app.schemas.fields import (
+    ASCII_DOT_ATOM,
+    NAME_MAX_CHARS,
+    clean_email,
+    clean_person_name,
+    plain_address,
+)
 
 REQUIRED_COLUMNS = ("email", "name")
 # How much of a rejected value errors.csv keeps: enough to recognise the row.
@@ -146,6 +160,15 @@ class _Lines:
         self.boundary = self._file.tell()
         self.boundary_line = self.line + 1
 
+    def pass_line(self, end: int) -> None:
+        """One line, read elsewhere, is a whole record that ends at `end`."""
+        self.line += 1
+        self.boundary, self.boundary_line = end, self.line + 1
+
+    def resume(self) -> None:
+        """Read on from the boundary (after lines passed by `pass_line`)."""
+        self._file.seek(self.boundary)
+
     def begin_record(self) -> None:
         self.record_bytes = 0
         self.bad_byte = None
@@ -186,15 +209,17 @@ class _Lines:
                 return
 
 
-def _records(lines: _Lines) -> Iterator[_Record]:
-    """Every record that is not blank, from where `lines` stands, in file order.
+def _records(lines: _Lines, until: Callable[[int], object] = lambda _: None) -> Iterator[_Record]:
+    """Every record that is not blank, from the boundary of `lines`, in file order, up to
+    the first record at whose offset `until` says something.
 
     Lazy: `lines.boundary` stands right after the last record taken, so a
     batch that stops early knows the offset to resume from. A record the
     window cuts off ends the records, unread.
     """
+    lines.resume()
     reader = csv.reader(lines)
-    while not lines.inside_long_line:
+    while not lines.inside_long_line and not until(lines.boundary):
         lines.begin_record()
         line = lines.line + 1
         try:
@@ -287,28 +312,99 @@ def read_batch(
     file.seek(offset - window.start)
     lines = _Lines(file, next_line, max_line_bytes, at_end=window.at_end)
     batch = Batch(ignored_columns=header.ignored_columns)
-    kept: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for count, record in enumerate(_records(lines), start=1):
-        try:
-            email, name = _validated(record, header)
-        except _Rejected as exc:
-            email, name = _cells(record, header)
-            batch.rejected.append((record.line, _as_read(email), _as_read(name), exc.reason))
-        else:
-            if email in seen:
-                batch.repeated += 1
-            else:
-                seen.add(email)
-                kept.append((email, name))
-        if count == max_rows:
-            break
+    plain = _PlainRows(header, window.data, max_line_bytes)
+    kept = _Kept()
+    count = 0
+    while count < max_rows:
+        row = plain.at(lines.boundary)
+        if row is not None:
+            email, cells, end = row
+            lines.pass_line(end)
+            kept.add(email, cells)
+            count += 1
+            continue
+        start = lines.boundary
+        for record in _records(lines, until=plain.at):  # up to the next plain row
+            _take(record, header, batch, kept)
+            count += 1
+            if count == max_rows:
+                break
+        if lines.boundary == start:
+            break  # the window's end, or the file's
     batch.finished = lines.finished
     batch.inside_long_line = lines.inside_long_line
     batch.next_offset, batch.next_line = window.start + lines.boundary, lines.boundary_line
     batch.needs_more = not batch.finished and batch.next_offset == offset
-    batch.valid_csv, batch.distinct = _as_csv(kept, row_tail), len(kept)
+    batch.valid_csv, batch.distinct = _as_csv(kept.rows, row_tail), len(kept.rows)
+    batch.repeated = kept.repeated
     return batch
+
+
+class _Kept:
+    """The valid rows a batch keeps, as CSV cells `email,name`: the first row of each
+    address; later ones are only counted."""
+
+    def __init__(self) -> None:
+        self.rows: list[str] = []
+        self.repeated = 0
+        self._seen: set[str] = set()
+
+    def add(self, email: str, cells: str) -> None:
+        if email in self._seen:
+            self.repeated += 1
+        else:
+            self._seen.add(email)
+            self.rows.append(cells)
+
+
+def _take(record: _Record, header: Header, batch: Batch, kept: _Kept) -> None:
+    """A record the csv module read: kept, or rejected with the reason."""
+    try:
+        email, name = _validated(record, header)
+    except _Rejected as exc:
+        email, name = _cells(record, header)
+        batch.rejected.append((record.line, _as_read(email), _as_read(name), exc.reason))
+    else:
+        kept.add(email, _csv_cells(email, name))
+
+
+# A name as the API would store it unchanged: printable ASCII without a comma or
+# a quote (so the csv module reads the cell as it stands), no space at its ends.
+_PLAIN_NAME_CHAR = rb"[!#-+\--~]"
+_PLAIN_NAME = rb"%s(?:[ !#-+\--~]{0,%d}%s)?" % (
+    _PLAIN_NAME_CHAR,
+    NAME_MAX_CHARS - 2,
+    _PLAIN_NAME_CHAR,
+)
+
+
+class _PlainRows:
+    """Recognises a plain row: one line, no quotes, ASCII, its address and name ones the
+    API takes as they stand (bar the address's case)."""
+
+    def __init__(self, header: Header, data: bytes, max_line_bytes: int) -> None:
+        self._match = _plain_row(header.width, header.email_index, header.name_index).match
+        self._data = data
+        self._max_line_bytes = max_line_bytes
+
+    def at(self, offset: int) -> tuple[str, str, int] | None:
+        """The row at `offset`: its address normalised, its cells as CSV, and the offset
+        after it; None if it is not plain."""
+        match = self._match(self._data, offset)
+        if match is None or match.start("end") - offset > self._max_line_bytes:
+            return None
+        email = plain_address(match["local"].decode(), match["domain"].decode())
+        if email is None:
+            return None
+        return email, f"{email},{match['name'].decode()}", match.end()
+
+
+@lru_cache(maxsize=64)
+def _plain_row(width: int, email_index: int, name_index: int) -> re.Pattern[bytes]:
+    cells = [rb'[^",\r\n]*'] * width
+    cells[email_index] = rb"(?P<local>%s)@(?P<domain>[A-Za-z0-9.-]+)" % ASCII_DOT_ATOM.encode()
+    cells[name_index] = rb"(?P<name>%s)" % _PLAIN_NAME
+    return re.compile(b",".join(cells) + rb"(?P<end>\r?\n)")
 
 
 def _validated(record: _Record, header: Header) -> tuple[str, str]:
@@ -353,18 +449,21 @@ def _as_read(value: str) -> str:
     return readable[:_KEPT_VALUE_CHARS]
 
 
-def _as_csv(rows: list[tuple[str, str]], tail: str) -> bytes:
-    # Python's csv dialect and PostgreSQL's CSV format quote alike ("" inside
-    # quotes); no value is empty (that would read as NULL), and no line is just
-    # "\." (it starts with an id). A valid name or address holds no line
-    # break, so every "\n" ends a row: that is where the tail goes.
+def _csv_cells(email: str, name: str) -> str:
+    """`email,name` as CSV: quoted where a value holds a comma or a quote."""
     buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow((email, name))
+    return buffer.getvalue()
+
+
+def _as_csv(rows: list[str], tail: str) -> bytes:
+    # Python's csv dialect and PostgreSQL's CSV format quote alike ("" inside
+    # quotes); no value is empty (that would read as NULL), no valid name or
+    # address holds a line break, and no line is just "\." (it starts with an id).
     ids = _new_ids(len(rows))
-    csv.writer(buffer, lineterminator="\n").writerows(
-        [(row_id, email, name) for row_id, (email, name) in zip(ids, rows, strict=True)]
-    )
-    text = buffer.getvalue()
-    return (text.replace("\n", tail + "\n") if tail else text).encode()
+    return "".join(
+        [f"{row_id},{row}{tail}\n" for row_id, row in zip(ids, rows, strict=True)]
+    ).encode()
 
 
 def _new_ids(count: int) -> list[str]:
