@@ -22,15 +22,13 @@ chunks at a time and hands each batch the window it has.
   other line, and any line that expression refuses, goes the way above. The
   two ways agree on every row (`tests/services/test_csv_reader.py`), and the
   plain one costs a fifth of the other.
-- The valid rows leave as CSV bytes, `id,email,name` (a new random id each)
-  and then the `row_tail` the caller gives (the columns every row of the
-  batch shares): the form PostgreSQL's COPY reads, so the server passes them
-  on without touching each row.
+- The valid rows leave as bytes, in the form the caller's `encode` gives
+  them (the database's bulk-load format), so the server passes them on
+  without touching each row.
 """
 
 import csv
 import io
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -85,7 +83,7 @@ class Batch:
     Whether an address is registered already is for the database to say.
     """
 
-    valid_csv: bytes = b""  # the rows kept, as CSV lines `id,email,name` + the row tail
+    valid_rows: bytes = b""  # the rows kept, as `encode` wrote them
     distinct: int = 0  # how many rows valid_csv holds
     repeated: int = 0
     rejected: list[Rejected] = field(default_factory=list)
@@ -299,10 +297,10 @@ def read_batch(
     *,
     max_rows: int,
     max_line_bytes: int,
-    row_tail: str = "",
+    encode: Callable[[list[tuple[str, str]]], bytes],
 ) -> Batch:
     """Up to `max_rows` records from the checkpoint (offset 0: the start of the file), as
-    many as `window` holds whole; each valid row's CSV line ends with `row_tail`.
+    many as `window` holds whole; the valid rows, (email, name), as `encode` writes them.
 
     Blank lines, and rows of empty cells, are skipped and not counted.
     """
@@ -318,9 +316,9 @@ def read_batch(
     while count < max_rows:
         row = plain.at(lines.boundary)
         if row is not None:
-            email, cells, end = row
+            email, name, end = row
             lines.pass_line(end)
-            kept.add(email, cells)
+            kept.add(email, name)
             count += 1
             continue
         start = lines.boundary
@@ -335,26 +333,26 @@ def read_batch(
     batch.inside_long_line = lines.inside_long_line
     batch.next_offset, batch.next_line = window.start + lines.boundary, lines.boundary_line
     batch.needs_more = not batch.finished and batch.next_offset == offset
-    batch.valid_csv, batch.distinct = _as_csv(kept.rows, row_tail), len(kept.rows)
+    batch.valid_rows, batch.distinct = encode(kept.rows), len(kept.rows)
     batch.repeated = kept.repeated
     return batch
 
 
 class _Kept:
-    """The valid rows a batch keeps, as CSV cells `email,name`: the first row of each
-    address; later ones are only counted."""
+    """The valid rows a batch keeps, (email, name): the first row of each address; later
+    ones are only counted."""
 
     def __init__(self) -> None:
-        self.rows: list[str] = []
+        self.rows: list[tuple[str, str]] = []
         self.repeated = 0
         self._seen: set[str] = set()
 
-    def add(self, email: str, cells: str) -> None:
+    def add(self, email: str, name: str) -> None:
         if email in self._seen:
             self.repeated += 1
         else:
             self._seen.add(email)
-            self.rows.append(cells)
+            self.rows.append((email, name))
 
 
 def _take(record: _Record, header: Header, batch: Batch, kept: _Kept) -> None:
@@ -365,7 +363,7 @@ def _take(record: _Record, header: Header, batch: Batch, kept: _Kept) -> None:
         email, name = _cells(record, header)
         batch.rejected.append((record.line, _as_read(email), _as_read(name), exc.reason))
     else:
-        kept.add(email, _csv_cells(email, name))
+        kept.add(email, name)
 
 
 # A name as the API would store it unchanged: printable ASCII without a comma or
@@ -388,15 +386,15 @@ class _PlainRows:
         self._max_line_bytes = max_line_bytes
 
     def at(self, offset: int) -> tuple[str, str, int] | None:
-        """The row at `offset`: its address normalised, its cells as CSV, and the offset
-        after it; None if it is not plain."""
+        """The row at `offset`: its address normalised, its name, and the offset after it;
+        None if it is not plain."""
         match = self._match(self._data, offset)
         if match is None or match.start("end") - offset > self._max_line_bytes:
             return None
         email = plain_address(match["local"].decode(), match["domain"].decode())
         if email is None:
             return None
-        return email, f"{email},{match['name'].decode()}", match.end()
+        return email, match["name"].decode(), match.end()
 
 
 @lru_cache(maxsize=64)
@@ -447,30 +445,3 @@ def _as_read(value: str) -> str:
     """A cell as errors.csv shows it: undecodable bytes as U+FFFD, and not too long."""
     readable = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return readable[:_KEPT_VALUE_CHARS]
-
-
-def _csv_cells(email: str, name: str) -> str:
-    """`email,name` as CSV: quoted where a value holds a comma or a quote."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow((email, name))
-    return buffer.getvalue()
-
-
-def _as_csv(rows: list[str], tail: str) -> bytes:
-    # Python's csv dialect and PostgreSQL's CSV format quote alike ("" inside
-    # quotes); no value is empty (that would read as NULL), no valid name or
-    # address holds a line break, and no line is just "\." (it starts with an id).
-    ids = _new_ids(len(rows))
-    return "".join(
-        [f"{row_id},{row}{tail}\n" for row_id, row in zip(ids, rows, strict=True)]
-    ).encode()
-
-
-def _new_ids(count: int) -> list[str]:
-    """`count` random (version 4) UUIDs, as 32 hex digits: made here, a batch at a time, for a
-    tenth of what uuid4() costs each (or gen_random_uuid() costs the database)."""
-    raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = bytes(byte & 0x0F | 0x40 for byte in raw[6::16])  # version 4
-    raw[8::16] = bytes(byte & 0x3F | 0x80 for byte in raw[8::16])  # RFC 4122 variant
-    digits = raw.hex()
-    return [digits[start : start + 32] for start in range(0, 32 * count, 32)]

@@ -10,7 +10,7 @@ The runner claims, renews the lease, retries and settles; this is the import.
   one batch ahead of the database, so the two overlap and the event loop only
   waits.
 - Each batch commits in one transaction: its new users (`bulk_users.insert_new`:
-  COPY on PostgreSQL, one executemany elsewhere), its rejected rows, its
+  binary COPY on PostgreSQL, one executemany elsewhere), its rejected rows, its
   counts, and the checkpoint (the byte offset after its last record). A run
   killed mid-file resumes at the last checkpoint, in this process or any
   other: no row is imported or counted twice.
@@ -108,7 +108,11 @@ async def _import(runtime: Runtime, claim: Claim) -> None:
         header = read_header(await reader.window(0), runtime.settings.upload_max_line_bytes)
     except BadHeader as exc:
         raise PermanentTaskError(str(exc)) from None
-    batches = _Batches(runtime, reader, header, send_welcome=claim.row["send_welcome"])
+    # Every user this attempt adds is created as of its start.
+    rows = bulk_users.RowFormat(
+        dialect=runtime.engine.dialect.name, send_welcome=claim.row["send_welcome"], now=utcnow()
+    )
+    batches = _Batches(runtime, reader, header, rows)
     offset, line = claim.row["next_offset"], claim.row["next_line"]
     reading = await batches.read(offset, line)
     try:
@@ -117,7 +121,7 @@ async def _import(runtime: Runtime, claim: Claim) -> None:
             if not batch.finished:
                 # Parse the next batch while this one is written.
                 reading = await batches.read(batch.next_offset, batch.next_line)
-            await _commit(runtime, claim, batch, from_offset=offset)
+            await _commit(runtime, claim, batch, rows, from_offset=offset)
             if batch.finished:
                 return
             offset, line = batch.next_offset, batch.next_line
@@ -132,7 +136,7 @@ class _Batches:
     runtime: Runtime
     reader: _FileReader
     header: Header
-    send_welcome: bool
+    rows: bulk_users.RowFormat  # how the new users are written down for the database
 
     async def read(
         self, offset: int, line: int, size: int = _WINDOW_BYTES
@@ -140,7 +144,6 @@ class _Batches:
         """The batch from `offset` (on `line`), given up to `size` bytes of the file, as a
         task to await later."""
         settings = self.runtime.settings
-        tail = bulk_users.row_tail(send_welcome=self.send_welcome, now=utcnow())
         return asyncio.create_task(
             self.runtime.processes.run(
                 read_batch,
@@ -150,7 +153,7 @@ class _Batches:
                 line,
                 max_rows=settings.upload_batch_rows,
                 max_line_bytes=settings.upload_max_line_bytes,
-                row_tail=tail,
+                encode=self.rows.encode,
             )
         )
 
@@ -188,7 +191,9 @@ async def _mark_started(runtime: Runtime, claim: Claim) -> None:
             raise LeaseLost
 
 
-async def _commit(runtime: Runtime, claim: Claim, batch: Batch, *, from_offset: int) -> None:
+async def _commit(
+    runtime: Runtime, claim: Claim, batch: Batch, rows: bulk_users.RowFormat, *, from_offset: int
+) -> None:
     """One batch's users, rejected rows, counts and checkpoint: all committed, or none."""
     async with claim.lease.held() as lease_until, runtime.engine.begin() as connection:
         if not await uploads_repo.advance(
@@ -203,9 +208,7 @@ async def _commit(runtime: Runtime, claim: Claim, batch: Batch, *, from_offset: 
             ignored_columns=batch.ignored_columns,
         ):
             raise LeaseLost  # rolls the transaction back: nothing of this batch is kept
-        imported = await bulk_users.insert_new(
-            connection, batch.valid_csv, send_welcome=claim.row["send_welcome"], now=utcnow()
-        )
+        imported = await bulk_users.insert_new(connection, batch.valid_rows, rows)
         await uploads_repo.add_row_errors(connection, claim.row_id, batch.rejected)
         await uploads_repo.count_imported(
             connection, claim.row_id, imported=imported, duplicate=batch.valid - imported

@@ -2,6 +2,8 @@
 address, COPY aside and an INSERT that skips it."""
 
 import asyncio
+import csv
+import io
 import uuid
 from datetime import datetime
 
@@ -25,10 +27,8 @@ def database_url(postgres: PostgresCluster | None, postgres_url: str) -> str:
     return postgres_url
 
 
-def csv_rows(*lines: bytes, welcome: bool, now: datetime) -> bytes:
-    """CSV lines as the reader hands them on: `id,email,name` and the batch's tail."""
-    tail = bulk_users.row_tail(send_welcome=welcome, now=now).encode()
-    return b"".join(uuid.uuid4().hex.encode() + b"," + line + tail + b"\n" for line in lines)
+def postgresql_rows(welcome: bool, now: datetime) -> bulk_users.RowFormat:
+    return bulk_users.RowFormat(dialect="postgresql", send_welcome=welcome, now=now)
 
 
 async def names_by_email(app: FastAPI) -> dict[str, str]:
@@ -43,16 +43,14 @@ async def test_registered_addresses_are_skipped_and_new_ones_added(
     engine = app.state.database.task_engine
     now = utcnow()
     async with engine.begin() as connection:
+        form = postgresql_rows(welcome=True, now=now)
         first = await bulk_users.insert_new(
-            connection, csv_rows(b'ada@example.com,"Lovelace, Ada"', welcome=True, now=now),
-            send_welcome=True, now=now,
-        )  # fmt: skip
+            connection, form.encode([("ada@example.com", "Lovelace, Ada")]), form
+        )
     async with engine.begin() as connection:
+        form = postgresql_rows(welcome=False, now=now)
         second = await bulk_users.insert_new(
-            connection,
-            csv_rows(b"bob@example.com,Bob", b"ada@example.com,Ada", welcome=False, now=now),
-            send_welcome=False,
-            now=now,
+            connection, form.encode([("bob@example.com", "Bob"), ("ada@example.com", "Ada")]), form
         )
 
     assert (first, second) == (1, 1)
@@ -81,19 +79,14 @@ async def test_a_signup_racing_the_import_of_its_address_is_skipped_not_an_error
         )  # fmt: skip
 
         async def import_batch() -> int:
+            form = postgresql_rows(welcome=False, now=now)
+            rows = [
+                ("ada@example.com", "Ada"),
+                ("race@example.com", "Race"),
+                ("bob@example.com", "Bob"),
+            ]
             async with engine.begin() as connection:
-                return await bulk_users.insert_new(
-                    connection,
-                    csv_rows(
-                        b"ada@example.com,Ada",
-                        b"race@example.com,Race",
-                        b"bob@example.com,Bob",
-                        welcome=False,
-                        now=now,
-                    ),
-                    send_welcome=False,
-                    now=now,
-                )
+                return await bulk_users.insert_new(connection, form.encode(rows), form)
 
         importing = asyncio.create_task(import_batch())
 
@@ -121,18 +114,30 @@ async def test_a_batch_of_new_addresses_goes_straight_into_users_with_ids_and_we
 ) -> None:
     engine = app.state.database.task_engine
     now = utcnow()
+    form = postgresql_rows(welcome=True, now=now)
+    rows = [("ada@example.com", 'Ada "the" Countess, of Lovelace'), ("zoë@example.com", "Zoë")]
     async with engine.begin() as connection:
-        added = await bulk_users.insert_new(
-            connection,
-            csv_rows(b"ada@example.com,Ada", b"bob@example.com,Bob", welcome=True, now=now),
-            send_welcome=True,
-            now=now,
-        )
+        added = await bulk_users.insert_new(connection, form.encode(rows), form)
 
     assert added == 2
     async with app.state.database.request_sessions() as session:
         users = (await session.scalars(select(User).order_by(User.email))).all()
+    assert [(user.email, user.name) for user in users] == rows
     assert len({user.id for user in users}) == 2
     for user in users:
+        assert (user.id.version, user.id.variant) == (4, uuid.RFC_4122)
         assert (user.created_at, user.welcome_next_attempt_at) == (now, now)
         assert (user.welcome_status, user.welcome_generation) == (TaskStatus.PENDING, 1)
+        assert user.welcome_attempts == 0
+
+
+def test_other_databases_get_the_rows_as_csv_with_a_new_uuid_4_each() -> None:
+    form = bulk_users.RowFormat(dialect="sqlite", send_welcome=False, now=utcnow())
+    rows = [("ada@example.com", 'Ada "the" Countess, of Lovelace'), ("zoë@example.com", "Zoë")]
+
+    read_back = list(csv.reader(io.StringIO(form.encode(rows).decode())))
+
+    assert [(email, name) for _id, email, name in read_back] == rows
+    ids = [uuid.UUID(row_id) for row_id, _email, _name in read_back]
+    assert [(row_id.version, row_id.variant) for row_id in ids] == [(4, uuid.RFC_4122)] * 2
+    assert ids[0] != ids[1]

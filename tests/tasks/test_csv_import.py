@@ -16,7 +16,6 @@ from app.models import Upload, UploadChunk, UploadRowError, User
 from app.models.base import TaskStatus, utcnow
 from app.repositories import bulk_users
 from app.routers import uploads as uploads_router
-from app.services.csv_reader import Batch
 from app.tasks import csv_import
 from app.tasks.csv_import import CSV_IMPORT
 from app.tasks.recovery import recover_once, run_recovery_loop
@@ -79,10 +78,10 @@ async def test_a_batch_that_fails_is_rolled_back_and_the_retry_resumes_at_the_la
     real = bulk_users.insert_new
     calls = 0
 
-    async def fails_on_the_third_batch(connection: AsyncConnection, rows: Any, **kw: Any) -> int:
+    async def fails_on_the_third_batch(connection: AsyncConnection, *args: Any) -> int:
         nonlocal calls
         calls += 1
-        imported: int = await real(connection, rows, **kw)  # inserted; the commit never comes
+        imported: int = await real(connection, *args)  # inserted; the commit never comes
         if calls == 3:
             raise ConnectionResetError("the database went away mid-batch")
         return imported
@@ -104,12 +103,12 @@ async def test_recovery_resumes_an_import_whose_process_died_mid_file(
     committed = 0
 
     async def dies_after_two_batches(
-        runtime: Runtime, claim: Claim, batch: Batch, *, from_offset: int
+        runtime: Runtime, claim: Claim, *batch: Any, from_offset: int
     ) -> None:
         nonlocal committed
         if committed == 2:
             raise asyncio.CancelledError  # the process is gone: nothing more happens
-        await real(runtime, claim, batch, from_offset=from_offset)
+        await real(runtime, claim, *batch, from_offset=from_offset)
         committed += 1
 
     monkeypatch.setattr(csv_import, "_commit", dies_after_two_batches)
@@ -150,7 +149,7 @@ async def test_a_run_whose_upload_was_taken_over_commits_nothing_more(
     commits = 0
 
     async def taken_over_after_one_batch(
-        runtime: Runtime, claim: Claim, batch: Batch, *, from_offset: int
+        runtime: Runtime, claim: Claim, *batch: Any, from_offset: int
     ) -> None:
         nonlocal commits
         commits += 1
@@ -162,7 +161,7 @@ async def test_a_run_whose_upload_was_taken_over_commits_nothing_more(
                     .where(Upload.id == upload_id)
                     .values(lease_until=utcnow() + timedelta(hours=1), attempts=Upload.attempts + 1)
                 )
-        await real(runtime, claim, batch, from_offset=from_offset)
+        await real(runtime, claim, *batch, from_offset=from_offset)
 
     monkeypatch.setattr(csv_import, "_commit", taken_over_after_one_batch)
 
@@ -220,11 +219,11 @@ async def test_a_long_import_does_not_hold_up_the_welcome_emails_of_its_users(
     real = csv_import._commit
 
     async def stalls_on_the_second_upload(
-        runtime: Runtime, claim: Claim, batch: Batch, *, from_offset: int
+        runtime: Runtime, claim: Claim, *batch: Any, from_offset: int
     ) -> None:
         if claim.row_id == second:
             await release.wait()
-        await real(runtime, claim, batch, from_offset=from_offset)
+        await real(runtime, claim, *batch, from_offset=from_offset)
 
     monkeypatch.setattr(csv_import, "_commit", stalls_on_the_second_upload)
     shutdown = Shutdown(grace_seconds=1)
