@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -82,6 +82,34 @@ def test_models_and_migrations_agree(empty_database: str) -> None:
     migrations.upgrade(empty_database)
 
     assert model_diff(empty_database) == []
+
+
+def test_uploaded_chunks_are_compressed_with_lz4_on_postgresql(
+    postgres: PostgresCluster | None,
+) -> None:
+    if postgres is None:
+        pytest.skip("PostgreSQL server binaries not installed")
+    url = postgres.create_database(f"migrations_{next(_counter)}")
+    migrations.upgrade(url)
+
+    method = asyncio.run(
+        _scalar(
+            url,
+            "SELECT attcompression::text FROM pg_attribute"
+            " WHERE attrelid = 'upload_chunks'::regclass AND attname = 'data'",
+        )
+    )
+
+    assert method == "l"
+
+
+async def _scalar(url: str, sql: str) -> object:
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.scalar(text(sql))
+    finally:
+        await engine.dispose()
 
 
 def test_the_upgrade_moves_uploaded_files_into_the_database_and_fails_what_it_cannot_find(
