@@ -2,6 +2,7 @@
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated
 
@@ -65,24 +66,41 @@ def normalize_email(value: str) -> str:
 
 def plain_address(local: str, domain: str) -> str | None:
     """`local@domain` normalised, where `local` is an ASCII dot-atom; None when
-    email-validator must decide (and its message be the caller's).
+    email-validator must decide (and its message be the caller's)."""
+    plain = plain_domain(domain)
+    if plain is None or len(local) > plain.longest_local:
+        return None
+    return local.lower() + plain.suffix
 
-    The domain's verdict is email-validator's, cached; the rest is lengths.
+
+@dataclass(frozen=True)
+class PlainDomain:
+    """A domain email-validator accepts, as it applies to ASCII dot-atom local parts."""
+
+    suffix: str  # "@" and the domain's normalised form, in lower case
+    longest_local: int  # the most characters before the @ that every length limit allows
+
+
+@lru_cache(maxsize=_DOMAIN_CACHE_SIZE)
+def plain_domain(domain: str) -> PlainDomain | None:
+    """What email-validator says of `domain` (asked with the shortest valid local part);
+    None if it refuses it.
+
+    The limits: 64 characters before the @, and 254 in each of the address as
+    given, its normalised form in UTF-8, and its ASCII form.
     """
-    if len(local) > _MAX_LOCAL_CHARS:
+    try:
+        result = validate_by_the_rule(f"a@{domain}")
+    except EmailNotValidError:
         return None
-    forms = _domain_forms(domain)
-    if forms is None:
-        return None
-    unicode_domain, ascii_domain = forms
-    normalized = f"{local}@{unicode_domain}"
-    if (
-        len(local) + 1 + len(domain) <= _MAX_ADDRESS_BYTES
-        and len(normalized.encode()) <= _MAX_ADDRESS_BYTES
-        and len(local) + 1 + len(ascii_domain) <= _MAX_ADDRESS_BYTES
-    ):
-        return normalized.lower()
-    return None
+    suffix = f"@{result.domain}"
+    longest = min(
+        _MAX_LOCAL_CHARS,
+        _MAX_ADDRESS_BYTES - 1 - len(domain),
+        _MAX_ADDRESS_BYTES - len(suffix.encode()),
+        _MAX_ADDRESS_BYTES - 1 - len(result.ascii_domain),
+    )
+    return PlainDomain(suffix.lower(), longest)
 
 
 def validate_by_the_rule(value: str) -> ValidatedEmail:
@@ -102,19 +120,6 @@ def _validate_with_email_validator(value: str) -> str:
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
     return result.normalized.lower()
-
-
-@lru_cache(maxsize=_DOMAIN_CACHE_SIZE)
-def _domain_forms(domain: str) -> tuple[str, str] | None:
-    """The domain's normalised Unicode and ASCII forms, or None if email-validator refuses it.
-
-    Asked of email-validator itself, with the shortest valid local part.
-    """
-    try:
-        result = validate_by_the_rule(f"a@{domain}")
-    except EmailNotValidError:
-        return None
-    return result.domain, result.ascii_domain
 
 
 def single_line(max_length: int) -> AfterValidator:

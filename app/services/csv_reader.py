@@ -40,7 +40,7 @@ from app.schemas.fields import (
     NAME_MAX_CHARS,
     clean_email,
     clean_person_name,
-    plain_address,
+    plain_domain,
 )
 
 REQUIRED_COLUMNS = ("email", "name")
@@ -391,10 +391,11 @@ class _PlainRows:
         match = self._match(self._data, offset)
         if match is None or match.start("end") - offset > self._max_line_bytes:
             return None
-        email = plain_address(match["local"].decode(), match["domain"].decode())
-        if email is None:
+        local, domain, name = match.group("local", "domain", "name")
+        plain = plain_domain(domain.decode())  # as plain_address, on bytes
+        if plain is None or len(local) > plain.longest_local:
             return None
-        return email, match["name"].decode(), match.end()
+        return local.decode().lower() + plain.suffix, name.decode(), match.end()
 
 
 @lru_cache(maxsize=64)

@@ -235,7 +235,7 @@ def test_email_validator_is_asked_once_per_domain_for_plain_addresses(
         return validate_email(value, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(fields, "validate_email", counting)
-    fields._domain_forms.cache_clear()
+    fields.plain_domain.cache_clear()
 
     emails = [normalize_email(f"User.{n}@Cached-Domain.example.com") for n in range(100)]
 
