@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import anyio
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
@@ -129,7 +128,7 @@ class Runtime:
     engine: AsyncEngine  # the task pool, separate from the request pool
     sessions: SessionFactory  # sessions on that same task pool
     mailer: Mailer
-    http: httpx.AsyncClient  # webhooks: one pool of connections for the process
+    http: webhooks.WebhookClient  # one pool of connections for the process
     processes: ProcessPool  # for CPU-heavy work (CSV parsing), off the event loop
     limiters: Limiters
     settlers: Settlers  # on the task pool: each kind's settles, written together

@@ -5,7 +5,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from email.utils import formatdate
 
-import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -24,14 +23,14 @@ def receiver() -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client() -> AsyncIterator[webhooks.WebhookClient]:
     settings = Settings(_env_file=None, webhook_allow_private_targets=True)
     async with webhooks.open_client(settings) as http:
         yield http
 
 
 async def deliver(
-    client: httpx.AsyncClient, receiver: WebhookReceiver, url: str | None = None
+    client: webhooks.WebhookClient, receiver: WebhookReceiver, url: str | None = None
 ) -> None:
     assert receiver.secret is not None
     await webhooks.send(
@@ -44,7 +43,7 @@ async def deliver(
     )
 
 
-async def failure(client: httpx.AsyncClient, receiver: WebhookReceiver) -> DeliveryError:
+async def failure(client: webhooks.WebhookClient, receiver: WebhookReceiver) -> DeliveryError:
     with pytest.raises(DeliveryError) as raised:
         await deliver(client, receiver)
     return raised.value
@@ -83,7 +82,7 @@ def test_two_secrets_give_two_signatures_each_verifying_alone() -> None:
 
 
 async def test_a_2xx_delivers_a_signed_json_body(
-    client: httpx.AsyncClient, receiver: WebhookReceiver
+    client: webhooks.WebhookClient, receiver: WebhookReceiver
 ) -> None:
     await deliver(client, receiver)
 
@@ -95,9 +94,21 @@ async def test_a_2xx_delivers_a_signed_json_body(
     assert request.payload == {"type": "test", "data": {"text": "héllo"}}
 
 
+async def test_a_cookie_a_receiver_sets_is_never_sent_back(
+    client: webhooks.WebhookClient, receiver: WebhookReceiver
+) -> None:
+    receiver.reply_with(Reply(200, headers={"Set-Cookie": "session=abc; Path=/"}), 200)
+
+    await deliver(client, receiver)
+    await deliver(client, receiver)
+
+    assert [request.headers.get("cookie") for request in receiver.requests] == [None, None]
+    assert receiver.requests[1].headers["user-agent"] == webhooks.USER_AGENT
+
+
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
 async def test_408_429_and_5xx_are_transient(
-    client: httpx.AsyncClient, receiver: WebhookReceiver, status: int
+    client: webhooks.WebhookClient, receiver: WebhookReceiver, status: int
 ) -> None:
     receiver.reply_with(Reply(status, body=b"try later"))
 
@@ -109,7 +120,7 @@ async def test_408_429_and_5xx_are_transient(
 
 @pytest.mark.parametrize("status", [400, 401, 404, 410, 422])
 async def test_other_4xx_are_permanent(
-    client: httpx.AsyncClient, receiver: WebhookReceiver, status: int
+    client: webhooks.WebhookClient, receiver: WebhookReceiver, status: int
 ) -> None:
     receiver.reply_with(status)
 
@@ -118,7 +129,7 @@ async def test_other_4xx_are_permanent(
 
 @pytest.mark.parametrize(("header", "seconds"), [("7", 7.0), ("0", 0.0), ("date+60", 60.0)])
 async def test_retry_after_is_read_as_seconds_or_an_http_date(
-    client: httpx.AsyncClient, receiver: WebhookReceiver, header: str, seconds: float
+    client: webhooks.WebhookClient, receiver: WebhookReceiver, header: str, seconds: float
 ) -> None:
     if header == "date+60":
         header = formatdate(time.time() + 60, usegmt=True)
@@ -136,7 +147,7 @@ def test_an_unusable_retry_after_is_ignored(header: str) -> None:
 
 
 async def test_a_huge_response_body_is_read_only_up_to_the_cap(
-    client: httpx.AsyncClient, receiver: WebhookReceiver
+    client: webhooks.WebhookClient, receiver: WebhookReceiver
 ) -> None:
     receiver.reply_with(Reply(500, body=b"x" * 5_000_000))
 
@@ -147,7 +158,7 @@ async def test_a_huge_response_body_is_read_only_up_to_the_cap(
 
 
 async def test_a_slow_receiver_times_out_as_a_transient_error(
-    client: httpx.AsyncClient, receiver: WebhookReceiver
+    client: webhooks.WebhookClient, receiver: WebhookReceiver
 ) -> None:
     receiver.reply_with(Reply(200, delay=3))
 
@@ -158,14 +169,14 @@ async def test_a_slow_receiver_times_out_as_a_transient_error(
 
 
 async def test_a_refused_connection_is_transient(
-    client: httpx.AsyncClient, receiver: WebhookReceiver
+    client: webhooks.WebhookClient, receiver: WebhookReceiver
 ) -> None:
     with pytest.raises(TransientDeliveryError, match="connection failed"):
         await deliver(client, receiver, url=f"http://127.0.0.1:{free_port()}/hook")
 
 
 async def test_a_url_of_the_wrong_shape_is_refused_without_a_request(
-    client: httpx.AsyncClient, receiver: WebhookReceiver
+    client: webhooks.WebhookClient, receiver: WebhookReceiver
 ) -> None:
     with pytest.raises(PermanentDeliveryError, match="scheme"):
         await deliver(client, receiver, url="file:///etc/passwd")
