@@ -1,5 +1,6 @@
 """Webhook signing and the outcome of a delivery, against a real receiver on loopback."""
 
+import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -180,3 +181,49 @@ async def test_a_url_of_the_wrong_shape_is_refused_without_a_request(
 ) -> None:
     with pytest.raises(PermanentDeliveryError, match="scheme"):
         await deliver(client, receiver, url="file:///etc/passwd")
+
+
+async def test_a_kept_alive_connection_the_receiver_closed_while_idle_is_not_reused(
+    client: webhooks.WebhookClient,
+) -> None:
+    """The receiver answers each connection once, keep-alive, then closes it: the pool must
+    see the idle connection was closed and open a new one, not send into a dead socket."""
+    connections = 0
+    closed = asyncio.Queue[None]()
+
+    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        closed.put_nowait(None)
+
+    server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hook"
+    secret = webhooks.new_secret()
+    try:
+        for n in range(3):
+            await webhooks.send(
+                client,
+                url=url,
+                signing_secrets=[secret],
+                message_id=f"msg_{n}",
+                payload={"n": n},
+                timeout_seconds=1.0,
+            )
+            await asyncio.wait_for(closed.get(), 5)  # closed while the pool holds it idle
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    assert connections == 3
