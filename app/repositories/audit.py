@@ -1,7 +1,10 @@
 """SQL for audit entries."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -12,14 +15,16 @@ from app.repositories.pagination import Key, Page, paginate
 from app.schemas.audit import AuditEntryCreate
 
 
-async def add(connection: AsyncConnection, entry: AuditEntryCreate) -> None:
-    """Insert the entry; writing the same entry again does nothing."""
-    statement = (
-        upsert_insert(connection.dialect.name, AuditEntry)
-        .values(**entry.model_dump())
-        .on_conflict_do_nothing(index_elements=[AuditEntry.id])
+async def add_many(connection: AsyncConnection, entries: Sequence[AuditEntryCreate]) -> None:
+    """Insert the entries, in one statement; an entry written before (its id) is skipped."""
+    await connection.execute(
+        _insert(connection.dialect.name), [entry.model_dump() for entry in entries]
     )
-    await connection.execute(statement)
+
+
+@cache
+def _insert(dialect: str) -> Any:
+    return upsert_insert(dialect, AuditEntry).on_conflict_do_nothing(index_elements=[AuditEntry.id])
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ async def _audit(session: AsyncSession, actor: str, action: str, row: ApiKey) ->
         client_address=None,
         details={"prefix": row.prefix, "scopes": row.scopes},
     )
-    await audit_repo.add(await session.connection(), entry)
+    await audit_repo.add_many(await session.connection(), [entry])
 
 
 async def create(

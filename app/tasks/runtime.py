@@ -21,6 +21,7 @@ from app.core.processes import ProcessPool
 from app.integrations import webhooks
 from app.integrations.mail_capture import MailCapture
 from app.integrations.mailer import Mailer
+from app.tasks.audit_writer import AuditWriter
 from app.tasks.settling import Settlers
 
 if TYPE_CHECKING:
@@ -132,6 +133,7 @@ class Runtime:
     processes: ProcessPool  # for CPU-heavy work (CSV parsing), off the event loop
     limiters: Limiters
     settlers: Settlers  # on the task pool: each kind's settles, written together
+    audit: AuditWriter  # on the task pool: audit entries, written together
     in_flight: InFlight = field(default_factory=InFlight)
 
 
@@ -169,6 +171,7 @@ async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[
         processes=ProcessPool(settings.upload_workers, preload=_WORKER_MODULES),
         limiters=Limiters(settings),
         settlers=Settlers(database.task_engine),
+        audit=AuditWriter(database.task_engine),
     )
     install(runtime)
     try:

@@ -217,7 +217,7 @@ async def test_a_failing_audit_write_does_not_affect_the_response_or_the_deliver
     async def broken(*args: object) -> None:
         raise ConnectionError("audit store down")
 
-    monkeypatch.setattr(audit_repo, "add", broken)
+    monkeypatch.setattr(audit_repo, "add_many", broken)
     user = await sign_up_with_webhook(client, receiver)
 
     created = await notify(client, user["id"])

@@ -1,11 +1,12 @@
 """Audit entries: written in the background for each state change, best-effort, idempotent."""
 
+import asyncio
 import uuid
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from app.models import AuditEntry
 from app.models.base import utcnow
@@ -91,10 +92,43 @@ async def test_a_failing_audit_write_does_not_affect_the_response_or_the_email(
     async def broken(*args: object) -> None:
         raise ConnectionError("audit store down")
 
-    monkeypatch.setattr(audit_repo, "add", broken)
+    monkeypatch.setattr(audit_repo, "add_many", broken)
 
     response = await client.post("/signups", json={"email": "ada@example.com", "name": "Ada"})
 
     assert response.status_code == 201
     assert len(smtp.messages) == 1
     assert "audit entry not written" in caplog.text
+
+
+async def test_entries_written_about_the_same_time_go_in_one_insert(app: FastAPI) -> None:
+    entries = [
+        AuditEntryCreate(
+            id=uuid.uuid4(),
+            occurred_at=utcnow(),
+            actor="anonymous",
+            action="user.signed_up",
+            resource=f"users/{n}",
+            request_id=f"r{n}",
+            client_address="127.0.0.1",
+            details={},
+        )
+        for n in range(20)
+    ]
+    inserts: list[str] = []
+
+    def count_inserts(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_ENTRIES"):
+            inserts.append(statement)
+
+    engine = app.state.database.task_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count_inserts)
+    try:
+        await asyncio.gather(*(write_audit_entry(entry) for entry in entries))
+    finally:
+        event.remove(engine, "before_cursor_execute", count_inserts)
+
+    assert len(inserts) == 1
+    assert {entry.resource for entry in await audit_entries(app)} == {
+        f"users/{n}" for n in range(20)
+    }
