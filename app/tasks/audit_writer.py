@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.core.db import single_statement
 from app.repositories import audit as audit_repo
 from app.schemas.audit import AuditEntryCreate
+from app.tasks.batching import Batches
 
 
 class AuditWriter:
@@ -24,31 +25,23 @@ class AuditWriter:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._queued: list[tuple[AuditEntryCreate, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        # No window: a quiet server writes each entry at once.
+        self._batches = Batches(self._write, window=0)
 
     async def write(self, entry: AuditEntryCreate) -> None:
         """Write the entry with the others queued about now; raises what the write raised.
         The write goes on if the caller is cancelled meanwhile."""
         written = asyncio.get_running_loop().create_future()
-        self._queued.append((entry, written))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_queued())
+        self._batches.add((entry, written))
         await asyncio.shield(written)
 
-    async def _write_queued(self) -> None:
+    async def _write(self, batch: list[tuple[AuditEntryCreate, asyncio.Future[None]]]) -> None:
         try:
-            while self._queued:
-                await asyncio.sleep(0)  # the entries of this turn of the event loop join
-                batch, self._queued = self._queued, []
-                try:
-                    async with single_statement(self._engine) as connection:
-                        await audit_repo.add_many(connection, [entry for entry, _ in batch])
-                except Exception as exc:  # each entry's writer logs it
-                    for _, written in batch:
-                        written.set_exception(exc)
-                else:
-                    for _, written in batch:
-                        written.set_result(None)
-        finally:
-            self._writer = None
+            async with single_statement(self._engine) as connection:
+                await audit_repo.add_many(connection, [entry for entry, _ in batch])
+        except Exception as exc:  # each entry's writer logs it
+            for _, written in batch:
+                written.set_exception(exc)
+        else:
+            for _, written in batch:
+                written.set_result(None)

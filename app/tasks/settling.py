@@ -4,7 +4,7 @@ A backlog drains a row every few milliseconds, and a statement (with its
 connection checkout and round trip) per settle costs more CPU than the work it
 records. So the settles of one kind queue here for a few milliseconds, and
 while a write is under way, and the next write takes them all: a busy kind's
-settles go in batches as large as the load makes them. Each
+settles go in batches as large as the load makes them (tasks.batching). Each
 row stays fenced by its own lease (see tasks_repo.settle); a batch only shares
 the statement, never an outcome.
 """
@@ -21,6 +21,7 @@ from app.core.db import single_statement
 from app.models.base import TaskStatus, utcnow
 from app.models.task_state import TaskState
 from app.repositories import tasks as tasks_repo
+from app.tasks.batching import Batches
 
 # How long a write waits for more settles to join it: a few milliseconds on the
 # way to the database, against a statement per attempt. The attempt's slot is
@@ -53,8 +54,7 @@ class Settler:
     def __init__(self, engine: AsyncEngine, state: TaskState) -> None:
         self._engine = engine
         self._state = state
-        self._queued: list[Settle] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._batches = Batches(self._write, window=SETTLE_WINDOW_SECONDS)
 
     async def settle(self, settle: Settle) -> bool:
         """Write the outcome; False if the lease was lost to another run first.
@@ -62,20 +62,8 @@ class Settler:
         Raises what the write raised (a database outage, say), for the caller
         to retry. The write goes on if the caller is cancelled meanwhile.
         """
-        self._queued.append(settle)
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_queued())
+        self._batches.add(settle)
         return await asyncio.shield(settle.written)
-
-    async def _write_queued(self) -> None:
-        try:
-            while self._queued:
-                # Let the settles of attempts finishing about now join this write.
-                await asyncio.sleep(SETTLE_WINDOW_SECONDS)
-                batch, self._queued = self._queued, []
-                await self._write(batch)
-        finally:
-            self._writer = None
 
     async def _write(self, batch: list[Settle]) -> None:
         alike: defaultdict[tuple[TaskStatus, str | None, datetime | None], list[Settle]]
