@@ -104,6 +104,23 @@ def read_all(
             return merged
 
 
+def csv_file(rows: list[Row], line_end: str) -> bytes:
+    """A file with the header `email,name` and `rows`, quoted by the csv module as needed."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator=line_end)
+    writer.writerow(["email", "name"])
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def first_of_each_address(rows: list[Row]) -> list[Row]:
+    """Each batch keeps an address once; across batches, the database does."""
+    first_seen: dict[str, Row] = {}
+    for row in rows:
+        first_seen.setdefault(row[0], row)
+    return list(first_seen.values())
+
+
 def reasons(batch: Batch | Merged) -> dict[int, str]:
     return {line: reason for line, _email, _name, reason in batch.rejected}
 
@@ -318,20 +335,12 @@ def test_reading_in_batches_and_windows_gives_what_one_pass_gives(
     window_bytes: int,
     line_end: str,
 ) -> None:
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator=line_end)
-    writer.writerow(["email", "name"])
-    writer.writerows(rows)
-    path = stored(tmp_path_factory.mktemp("rows"), buffer.getvalue().encode())
+    path = stored(tmp_path_factory.mktemp("rows"), csv_file(rows, line_end))
 
     in_batches = read_all(path, batch_rows=batch_rows, window_bytes=window_bytes)
     at_once = read_all(path, batch_rows=10_000)
 
-    # Each batch keeps an address once; across batches, the database does.
-    first_seen: dict[str, Row] = {}
-    for row in in_batches.kept:
-        first_seen.setdefault(row[0], row)
-    assert list(first_seen.values()) == at_once.kept
+    assert first_of_each_address(in_batches.kept) == at_once.kept
     assert in_batches.valid == at_once.valid
     assert in_batches.rejected == at_once.rejected
     assert in_batches.next_offset == path.stat().st_size
@@ -398,20 +407,13 @@ def test_plain_rows_and_all_others_come_out_as_one_record_at_a_time_would(
     line_end: str,
     batch_rows: int,
 ) -> None:
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator=line_end)
-    writer.writerow(["email", "name"])
-    writer.writerows(rows)
-    content = buffer.getvalue().encode()
+    content = csv_file(rows, line_end)
     path = stored(tmp_path_factory.mktemp("plain"), content)
 
     read = read_all(path, batch_rows=batch_rows, max_line_bytes=1000)
 
     kept, rejected = read_one_by_one(content)
-    first_seen: dict[str, Row] = {}
-    for row in read.kept:
-        first_seen.setdefault(row[0], row)
-    assert list(first_seen.values()) == kept
+    assert first_of_each_address(read.kept) == kept
     assert list(reasons(read)) == rejected
 
 
