@@ -40,7 +40,7 @@ from app.schemas.fields import (
     NAME_MAX_CHARS,
     clean_email,
     clean_person_name,
-    plain_domain,
+    plain_address,
 )
 
 REQUIRED_COLUMNS = ("email", "name")
@@ -392,10 +392,10 @@ class _PlainRows:
         if match is None or match.start("end") - offset > self._max_line_bytes:
             return None
         local, domain, name = match.group("local", "domain", "name")
-        plain = plain_domain(domain.decode())  # as plain_address, on bytes
-        if plain is None or len(local) > plain.longest_local:
+        email = plain_address(local.decode(), domain.decode())
+        if email is None:
             return None
-        return local.decode().lower() + plain.suffix, name.decode(), match.end()
+        return email, name.decode(), match.end()
 
 
 @lru_cache(maxsize=64)
