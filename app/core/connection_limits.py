@@ -61,6 +61,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # until the head of the request now being read is complete
         self._head_bytes = 0  # bytes of the head seen so far (and a little more, see below)
         self._head_count = 0
+        self._heads_completed = 0  # on this connection
         self._head_deadline: asyncio.TimerHandle | None = None
         self._refusal: tuple[HTTPStatus, str] | None = None
 
@@ -76,13 +77,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
             return  # lingering after a refusal: read and drop what is still on its way
-        head_in_progress = self._in_head
+        head_in_progress, heads_before = self._in_head, self._heads_completed
         super().data_received(data)
         if self._refusal is not None or self.transport.is_closing():
             return
-        # A chunk that began and ended inside the head is all head. This bounds what
-        # the parser buffers for a header that never ends, before it calls back.
-        if head_in_progress and self._in_head:
+        # A chunk that began and ended inside one and the same head is all head. This
+        # bounds what the parser buffers for a header that never ends, before it calls
+        # back. (A chunk that also held a head's end, a body, and the next request's
+        # start is not: the callbacks have counted that head's parts.)
+        if head_in_progress and self._in_head and self._heads_completed == heads_before:
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_bytes:
                 self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, self._too_large())
@@ -110,6 +113,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._heads_completed += 1
         self._stop_head_deadline()
         super().on_headers_complete()
 

@@ -73,6 +73,24 @@ async def test_an_oversized_head_or_too_many_headers_is_431_and_the_server_serve
         assert (await http.get("/healthz")).status_code == 200
 
 
+async def test_a_body_that_arrives_with_its_head_is_not_counted_as_head(
+    server: Callable[[], ServerProcess],
+) -> None:
+    """Head, a body larger than the head limit, and the next request, sent as one
+    write, so the server reads them in one chunk: each request is answered."""
+    port = server().port
+    body = b'{"email": "ada@example.com", "name": "Ada"' + b" " * 40_000 + b"}"
+    signup = b"POST /signups HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    signup += b"Content-Length: %d\r\n\r\n" % len(body) + body
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+    reply = await exchange(port, signup + healthz)
+
+    assert reply.startswith(b"HTTP/1.1 201 "), reply[:200]
+    assert reply.count(b"HTTP/1.1 ") == 2
+    assert b"HTTP/1.1 200 " in reply
+
+
 async def test_slow_and_silent_connections_are_timed_out_while_healthz_answers_fast(
     server: Callable[[], ServerProcess],
 ) -> None:
