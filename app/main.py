@@ -86,6 +86,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 shutdown.begin()
                 if loops is not None:
                     await stop_within_grace(loops, shutdown)
+                # Rows queued by requests for a slot get what is left of the grace.
+                await runtime.limiters.stop(patience=shutdown.remaining())
     finally:
         shutdown.restore_signals()
         await database.close()

@@ -4,8 +4,10 @@ The contract is stated in the README ("How it works", rules 1 to 9); the rule
 numbers below are its. Every must-complete task is a TaskKind: where its state
 lives (TaskState) and what it does (`perform`). There is one way through:
 
-    run_tasks(kind, row_ids)         recovery: many rows; a BackgroundTask: one
-      slot      wait for a free slot of the kind, before the claim (rule 7)
+    run_tasks(kind, row_ids)         recovery: many rows; run_task: a BackgroundTask's one
+      slot      wait for a free slot of the kind, before the claim (rule 7); a
+                BackgroundTask that finds none queues its row for the kind's
+                drainer instead, and returns
       claim     one conditional UPDATE ... RETURNING for as many rows as there
                 are free slots; rows not returned are someone else's (rule 3)
       attempt   `perform` under the kind's time limit (rule 4), renewing the
@@ -21,10 +23,12 @@ once, so the next process need not wait for the lease to run out.
 """
 
 import asyncio
+import contextvars
 import logging
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -133,9 +137,23 @@ class _Outcome:
 
 async def run_task(kind: TaskKind, row_id: uuid.UUID) -> TaskStatus | None:
     """A BackgroundTask's run: one row, retried here while its backoff is short
-    (TASK_INLINE_RETRY_SECONDS in all). Where it ended, as for `run_tasks`."""
-    [status] = await run_tasks(kind, [row_id], retry_inline=True)
-    return status
+    (TASK_INLINE_RETRY_SECONDS in all). Where it ended, as for `run_tasks`.
+
+    With every slot of its kind taken, the row is queued instead, and this
+    returns None at once: the kind's drainer runs it when a slot frees (see
+    runtime.Limiter), and the request whose task this is can be let go.
+    """
+    with log_context(task=kind.name):
+        runtime = _runtime()
+        if runtime is None:
+            return None
+        retry_within = runtime.settings.task_inline_retry_seconds
+        limiter = runtime.limiters.of(kind)
+        if not limiter.free:
+            _queue(runtime, kind, limiter, row_id, retry_within)
+            return None
+        [status] = await _run(runtime, kind, [row_id], retry_within)
+        return status
 
 
 async def run_tasks(
@@ -149,13 +167,19 @@ async def run_tasks(
     keeps its durable state either way, for recovery. Never raises an Exception.
     """
     with log_context(task=kind.name):
-        try:
-            runtime = current()
-        except RuntimeError:
-            logger.exception("no task runtime in this process; the rows stay due")
+        runtime = _runtime()
+        if runtime is None:
             return [None] * len(row_ids)
         retry_within = runtime.settings.task_inline_retry_seconds if retry_inline else 0.0
         return await _run(runtime, kind, row_ids, retry_within)
+
+
+def _runtime() -> Runtime | None:
+    try:
+        return current()
+    except RuntimeError:
+        logger.exception("no task runtime in this process; the rows stay due")
+        return None
 
 
 async def _run(
@@ -172,7 +196,7 @@ async def _run(
 
     running: set[asyncio.Task[None]] = set()
     try:
-        async for claim in _claims(runtime, kind, limiter, row_ids):
+        async for claim in _claims(runtime, kind, limiter, deque(row_ids)):
             task = asyncio.create_task(run(claim))
             running.add(task)
             task.add_done_callback(running.discard)
@@ -184,13 +208,37 @@ async def _run(
     return [statuses[row_id] for row_id in row_ids]
 
 
+def _queue(
+    runtime: Runtime, kind: TaskKind, limiter: Limiter, row_id: uuid.UUID, retry_within: float
+) -> None:
+    if limiter.full:
+        logger.info("backlog full; the row waits in the database")
+        return
+    limiter.queued.append(row_id)
+    if limiter.drainer is None:
+        # A context of its own: the log fields of the request that started it (its
+        # request id) are not those of the rows the drainer runs.
+        drain = _drain(runtime, kind, limiter, retry_within)
+        limiter.drainer = asyncio.create_task(drain, context=contextvars.Context())
+
+
+async def _drain(runtime: Runtime, kind: TaskKind, limiter: Limiter, retry_within: float) -> None:
+    """Run the kind's queued rows, each as a slot frees (claimed together when several
+    free about together); end when the queue is empty."""
+    with log_context(task=kind.name):
+        try:
+            async for claim in _claims(runtime, kind, limiter, limiter.queued):
+                limiter.start(_run_claimed(runtime, kind, limiter, claim, retry_within))
+        finally:
+            limiter.drainer = None
+
+
 async def _claims(
-    runtime: Runtime, kind: TaskKind, limiter: Limiter, row_ids: list[uuid.UUID]
+    runtime: Runtime, kind: TaskKind, limiter: Limiter, waiting: deque[uuid.UUID]
 ) -> AsyncIterator[Claim]:
     """The rows won, each holding a slot: as many claimed per statement as slots are free
     (after a few milliseconds for the slots of attempts finishing about then), so a
-    backlog drains without a claim round trip per row."""
-    waiting = list(reversed(row_ids))
+    backlog drains without a claim round trip per row. `waiting` may grow meanwhile."""
     while waiting:
         await limiter.acquire()
         if len(waiting) > 1:
@@ -198,7 +246,7 @@ async def _claims(
         slots = 1
         while slots < len(waiting) and limiter.try_acquire():
             slots += 1
-        chunk = [waiting.pop() for _ in range(slots)]
+        chunk = [waiting.popleft() for _ in range(slots)]
         try:
             claims = await _claim(runtime, kind, chunk)
         except Exception:

@@ -7,7 +7,9 @@ runnable from anywhere, including a future external queue.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# How long shutdown waits for cancelled attempts to hand their rows back.
+# How long shutdown waits for attempts to end, or, cut off, to hand their rows back.
 _HAND_BACK_SECONDS = 5.0
 # What the CSV workers import once, in the fork server, before any is forked.
 _WORKER_MODULES = ("app.services.csv_reader",)
@@ -42,22 +44,38 @@ class Limiter:
     never eats into the lease or the timeout of the attempt (contract rule 7),
     and frees it once its side effect is over, before its settle is written.
     Slots go to waiting runs first come, first served.
+
+    A pass of recovery waits for its slots as the one coroutine holding its
+    rows. A request's BackgroundTask that finds no free slot does not wait: its
+    row id joins `queued`, its request is done, and the kind's drainer
+    (tasks.runner) runs the queued rows as slots free, oldest first. A burst of
+    signups then leaves ids waiting, not a thousand answered requests kept
+    alive with all they refer to, which the garbage collector would have to
+    walk through again and again.
     """
 
     def __init__(self, limit: int, backlog: int) -> None:
         # fast_acquire: a free slot is taken without yielding to the event loop.
         self._slots = anyio.Semaphore(limit, fast_acquire=True)
         self.backlog = backlog
+        self.queued: deque[uuid.UUID] = deque()
+        self.drainer: asyncio.Task[None] | None = None
+        self._runs: set[asyncio.Task[object]] = set()  # the drainer's, under way
 
     @property
     def waiting(self) -> int:
-        """Runs waiting for a slot."""
-        return self._slots.statistics().tasks_waiting
+        """Runs waiting for a slot, and rows queued for one."""
+        return self._slots.statistics().tasks_waiting + len(self.queued)
 
     @property
     def full(self) -> bool:
         """Too many runs already waiting: leave this one's rows to recovery."""
         return self.waiting >= self.backlog
+
+    @property
+    def free(self) -> bool:
+        """A slot can be taken now, ahead of no one."""
+        return self._slots.value > 0 and not self.queued
 
     async def acquire(self) -> None:
         """Wait for a slot."""
@@ -74,6 +92,26 @@ class Limiter:
     def release(self) -> None:
         self._slots.release()
 
+    def start(self, run: Coroutine[object, None, object]) -> None:
+        """Run a queued row's attempt as a task of its own (the drainer goes on claiming)."""
+        task = asyncio.create_task(run)
+        self._runs.add(task)
+        task.add_done_callback(self._runs.discard)
+
+    async def stop(self, patience: float) -> None:
+        """Give the queue `patience` seconds to drain and its attempts to end, as a
+        request's own would get the shutdown's grace; then stop claiming (rows still
+        queued stay due, for recovery) and cut off what is under way: it hands back."""
+        tasks = {*self._runs, *([self.drainer] if self.drainer else [])}
+        deadline = asyncio.get_running_loop().time() + patience
+        while tasks and (left := deadline - asyncio.get_running_loop().time()) > 0:
+            await asyncio.wait(tasks, timeout=left)  # runs the drainer starts meanwhile too
+            tasks = {*self._runs, *([self.drainer] if self.drainer else [])}
+        self.queued.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
 
 class Limiters:
     """One Limiter per task kind, each made on first use with its kind's own limit."""
@@ -89,6 +127,9 @@ class Limiters:
             limiter = Limiter(limit, self._settings.task_backlog_limit)
             self._by_kind[kind] = limiter
         return limiter
+
+    async def stop(self, patience: float) -> None:
+        await asyncio.gather(*(limiter.stop(patience) for limiter in self._by_kind.values()))
 
 
 class InFlight:
@@ -177,6 +218,7 @@ async def open_runtime(settings: Settings, database: Database) -> AsyncIterator[
     try:
         yield runtime
     finally:
+        await runtime.limiters.stop(patience=_HAND_BACK_SECONDS)
         try:
             async with asyncio.timeout(_HAND_BACK_SECONDS):
                 await runtime.in_flight.idle()

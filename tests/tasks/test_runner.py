@@ -4,6 +4,7 @@ Test kinds borrow the welcome email's state columns; what they perform is made u
 """
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -178,6 +179,11 @@ def test_backoff_is_random_up_to_the_cap_however_many_attempts_came_before() -> 
     assert min(delays) >= 0.0
 
 
+async def all_succeeded(app: FastAPI, user_ids: list[uuid.UUID]) -> bool:
+    users = [await get_user(app, user_id) for user_id in user_ids]
+    return all(user.welcome_status is TaskStatus.SUCCEEDED for user in users)
+
+
 async def test_a_run_waiting_for_a_slot_has_not_claimed_its_row(app: FastAPI) -> None:
     """The slot comes before the claim: time spent waiting never eats into a lease."""
     ada = await insert_user(app, "ada@example.com")
@@ -192,8 +198,8 @@ async def test_a_run_waiting_for_a_slot_has_not_claimed_its_row(app: FastAPI) ->
     kind = make_kind(perform, renews_lease=False, concurrency=1)
     first = asyncio.create_task(run_task(kind, ada))
     await asyncio.wait_for(first_inside.wait(), timeout=5)
-    second = asyncio.create_task(run_task(kind, bob))
-    await eventually(lambda: current().limiters.of(kind).waiting == 1, what="bob's run to wait")
+    assert await run_task(kind, bob) is None  # no slot free: queued for one
+    assert current().limiters.of(kind).waiting == 1
     while_waiting = await get_user(app, bob)
     first_may_finish.set()
 
@@ -201,7 +207,78 @@ async def test_a_run_waiting_for_a_slot_has_not_claimed_its_row(app: FastAPI) ->
         TaskStatus.PENDING,
         0,
     )
-    assert [await first, await second] == [TaskStatus.SUCCEEDED, TaskStatus.SUCCEEDED]
+    assert await first is TaskStatus.SUCCEEDED
+    await eventually_async(
+        lambda: all_succeeded(app, [bob]), what="bob's row run once ada's slot was free"
+    )
+
+
+async def test_a_run_with_no_free_slot_is_queued_and_returns_at_once(app: FastAPI) -> None:
+    """Its caller (a request's BackgroundTask) is let go; the kind's queue runs the row
+    when a slot frees, oldest first."""
+    ada = await insert_user(app, "ada@example.com")
+    queued = [await insert_user(app, f"user{n}@example.com") for n in range(4)]
+    ada_inside, ada_may_finish = asyncio.Event(), asyncio.Event()
+    performed: list[uuid.UUID] = []
+
+    async def perform(_runtime: Runtime, claim: Claim) -> None:
+        performed.append(claim.row_id)
+        if claim.row_id == ada:
+            ada_inside.set()
+            await ada_may_finish.wait()
+
+    kind = make_kind(perform, renews_lease=False, concurrency=2)
+    first = asyncio.create_task(run_task(kind, ada))
+    await asyncio.wait_for(ada_inside.wait(), timeout=5)
+    blocker = asyncio.create_task(run_task(kind, await insert_user(app, "b@example.com")))
+    await asyncio.sleep(0)  # the second slot is taken too
+    async with asyncio.timeout(1):  # no slot to wait for: each returns at once
+        statuses = [await run_task(kind, row_id) for row_id in queued]
+
+    assert statuses == [None] * 4
+    assert current().limiters.of(kind).waiting == 4
+    ada_may_finish.set()
+    await first
+    await blocker
+    await eventually_async(
+        lambda: all_succeeded(app, queued), what="the queued rows run as slots freed"
+    )
+    assert [row_id for row_id in performed if row_id in queued] == queued
+    assert current().limiters.of(kind).drainer is None
+
+
+async def test_at_shutdown_queued_rows_stay_due_and_a_queued_run_under_way_hands_back(
+    app: FastAPI,
+) -> None:
+    ada, bob, carol = [await insert_user(app, f"{name}@example.com") for name in ("a", "b", "c")]
+    ada_may_finish, bob_inside = asyncio.Event(), asyncio.Event()
+
+    async def perform(_runtime: Runtime, claim: Claim) -> None:
+        if claim.row_id == ada:
+            await ada_may_finish.wait()
+        if claim.row_id == bob:
+            bob_inside.set()
+            await asyncio.Event().wait()  # until cut off
+
+    kind = make_kind(perform, renews_lease=False, concurrency=1)
+    first = asyncio.create_task(run_task(kind, ada))
+    await eventually(lambda: not current().limiters.of(kind).free, what="ada's run to start")
+    assert [await run_task(kind, bob), await run_task(kind, carol)] == [None, None]
+    ada_may_finish.set()
+    await first
+    await asyncio.wait_for(bob_inside.wait(), timeout=5)
+
+    await current().limiters.stop(patience=0.1)
+
+    handed_back, untouched = await get_user(app, bob), await get_user(app, carol)
+    assert (handed_back.welcome_status, handed_back.welcome_last_error) == (
+        TaskStatus.RETRYING,
+        "interrupted by shutdown",
+    )
+    assert handed_back.welcome_next_attempt_at is not None
+    assert handed_back.welcome_next_attempt_at <= utcnow()
+    assert (untouched.welcome_status, untouched.welcome_attempts) == (TaskStatus.PENDING, 0)
+    assert current().limiters.of(kind).waiting == 0
 
 
 async def test_work_that_finds_its_lease_lost_stops_and_settles_nothing(app: FastAPI) -> None:
