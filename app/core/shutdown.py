@@ -4,7 +4,9 @@ uvicorn stops accepting and waits for in-flight requests (and the background
 tasks they run) up to its `timeout_graceful_shutdown`, and only then runs the
 lifespan shutdown. Work the recovery loop started is ours to stop: we chain
 onto uvicorn's signal handlers so that loop stops claiming the moment SIGTERM
-arrives, and its runs get the same grace, not a second one after it.
+arrives, and its runs get the same grace, not a second one after it. So do
+the rows requests queued for a slot (tasks.runtime.Limiter): the queue goes
+on through the grace, as the requests' own tasks would have.
 """
 
 import asyncio

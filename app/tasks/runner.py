@@ -135,6 +135,10 @@ class _Outcome:
     retry_in: float | None = None
 
 
+# A run cut off by shutdown hands its row back, due at once.
+_INTERRUPTED = _Outcome(TaskStatus.RETRYING, "interrupted by shutdown", retry_in=0)
+
+
 async def run_task(kind: TaskKind, row_id: uuid.UUID) -> TaskStatus | None:
     """A BackgroundTask's run: one row, retried here while its backoff is short
     (TASK_INLINE_RETRY_SECONDS in all). Where it ended, as for `run_tasks`.
@@ -215,7 +219,7 @@ def _queue(
         logger.info("backlog full; the row waits in the database")
         return
     limiter.queued.append(row_id)
-    if limiter.drainer is None:
+    if limiter.drainer is None or limiter.drainer.done():
         # A context of its own: the log fields of the request that started it (its
         # request id) are not those of the rows the drainer runs.
         drain = _drain(runtime, kind, limiter, retry_within)
@@ -238,24 +242,46 @@ async def _claims(
 ) -> AsyncIterator[Claim]:
     """The rows won, each holding a slot: as many claimed per statement as slots are free
     (after a few milliseconds for the slots of attempts finishing about then), so a
-    backlog drains without a claim round trip per row. `waiting` may grow meanwhile."""
+    backlog drains without a claim round trip per row. `waiting` may grow meanwhile,
+    or be emptied (at shutdown). Rows come in `waiting`'s order."""
     while waiting:
         await limiter.acquire()
-        if len(waiting) > 1:
-            await asyncio.sleep(_CLAIM_WINDOW_SECONDS)
         slots = 1
-        while slots < len(waiting) and limiter.try_acquire():
-            slots += 1
-        chunk = [waiting.popleft() for _ in range(slots)]
         try:
-            claims = await _claim(runtime, kind, chunk)
+            if len(waiting) > 1:
+                await asyncio.sleep(_CLAIM_WINDOW_SECONDS)
+            while slots < len(waiting) and limiter.try_acquire():
+                slots += 1
+            chunk = [waiting.popleft() for _ in range(min(slots, len(waiting)))]
+            claims = await _claim_or_hand_back(runtime, kind, chunk) if chunk else []
+        except asyncio.CancelledError:
+            for _ in range(slots):
+                limiter.release()
+            raise
         except Exception:
             logger.exception("claiming %d rows failed; they stay due", slots)
             claims = []
         for _ in range(slots - len(claims)):
             limiter.release()
-        for claim in claims:
+        order = {row_id: position for position, row_id in enumerate(chunk)}
+        for claim in sorted(claims, key=lambda claim: order[claim.row_id]):
             yield claim
+
+
+async def _claim_or_hand_back(
+    runtime: Runtime, kind: TaskKind, row_ids: list[uuid.UUID]
+) -> list[Claim]:
+    """`_claim`, carried through if the caller is cancelled (shutdown) meanwhile; the rows
+    it won are then handed back, due at once, instead of waiting out a lease no attempt
+    holds."""
+    claiming = asyncio.ensure_future(_claim(runtime, kind, row_ids))
+    try:
+        return await asyncio.shield(claiming)
+    except asyncio.CancelledError:
+        with suppress(Exception):
+            for claim in await claiming:
+                await _settle(runtime, kind, claim, _INTERRUPTED)
+        raise
 
 
 async def _run_claimed(
@@ -333,8 +359,7 @@ async def _attempt(runtime: Runtime, kind: TaskKind, claim: Claim, slot: _Slot) 
         except asyncio.CancelledError:
             # Shutdown ran out of grace. Hand the row back, due at once, rather
             # than leave it to wait out its lease; then let the cancellation go on.
-            interrupted = _Outcome(TaskStatus.RETRYING, "interrupted by shutdown", retry_in=0)
-            await asyncio.shield(_settle(runtime, kind, claim, interrupted))
+            await asyncio.shield(_settle(runtime, kind, claim, _INTERRUPTED))
             raise
         if not await _settle(runtime, kind, claim, outcome):
             return None

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -48,10 +48,11 @@ class Limiter:
     A pass of recovery waits for its slots as the one coroutine holding its
     rows. A request's BackgroundTask that finds no free slot does not wait: its
     row id joins `queued`, its request is done, and the kind's drainer
-    (tasks.runner) runs the queued rows as slots free, oldest first. A burst of
-    signups then leaves ids waiting, not a thousand answered requests kept
-    alive with all they refer to, which the garbage collector would have to
-    walk through again and again.
+    (tasks.runner) runs the queued rows as slots free, oldest first, waiting for
+    slots as one run beside any recovery pass. A burst of signups then leaves
+    ids waiting, not a thousand answered requests kept alive with all they
+    refer to, which the garbage collector would have to walk through again and
+    again.
     """
 
     def __init__(self, limit: int, backlog: int) -> None:
@@ -60,7 +61,7 @@ class Limiter:
         self.backlog = backlog
         self.queued: deque[uuid.UUID] = deque()
         self.drainer: asyncio.Task[None] | None = None
-        self._runs: set[asyncio.Task[object]] = set()  # the drainer's, under way
+        self._runs: set[asyncio.Task[Any]] = set()  # the drainer's, under way
 
     @property
     def waiting(self) -> int:
@@ -102,15 +103,22 @@ class Limiter:
         """Give the queue `patience` seconds to drain and its attempts to end, as a
         request's own would get the shutdown's grace; then stop claiming (rows still
         queued stay due, for recovery) and cut off what is under way: it hands back."""
-        tasks = {*self._runs, *([self.drainer] if self.drainer else [])}
-        deadline = asyncio.get_running_loop().time() + patience
-        while tasks and (left := deadline - asyncio.get_running_loop().time()) > 0:
-            await asyncio.wait(tasks, timeout=left)  # runs the drainer starts meanwhile too
-            tasks = {*self._runs, *([self.drainer] if self.drainer else [])}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while (tasks := self._under_way()) and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(tasks, timeout=left)  # and runs the drainer starts meanwhile
         self.queued.clear()
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:  # a hand-back retries while the database is away: not for ever here
+            await asyncio.wait(tasks, timeout=_HAND_BACK_SECONDS)
+        self.drainer = None
+
+    def _under_way(self) -> set[asyncio.Task[Any]]:
+        tasks = {task for task in self._runs if not task.done()}
+        if self.drainer is not None and not self.drainer.done():
+            tasks.add(self.drainer)
+        return tasks
 
 
 class Limiters:

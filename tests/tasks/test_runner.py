@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import update
 
 from app.integrations.errors import TransientDeliveryError
+from app.models import User
 from app.models.base import TaskStatus, utcnow
 from app.models.user import WELCOME_EMAIL_STATE
 from app.tasks.recovery import recover_once
@@ -279,6 +281,48 @@ async def test_at_shutdown_queued_rows_stay_due_and_a_queued_run_under_way_hands
     assert handed_back.welcome_next_attempt_at <= utcnow()
     assert (untouched.welcome_status, untouched.welcome_attempts) == (TaskStatus.PENDING, 0)
     assert current().limiters.of(kind).waiting == 0
+
+
+async def test_a_claim_on_its_way_when_the_queue_is_cut_off_is_finished_and_handed_back(
+    app: FastAPI,
+) -> None:
+    """Abandoning the claim instead would leave it to timing whether the row was taken:
+    an UPDATE that committed just before the cancellation arrived would leave it
+    running, with no attempt, until its lease ran out."""
+    if current().settings.is_sqlite:
+        pytest.skip("holds a row lock; SQLite's one connection would hold the claim's too")
+    ada, bob = [await insert_user(app, f"{name}@example.com") for name in ("a", "b")]
+    ada_may_finish = asyncio.Event()
+
+    async def perform(_runtime: Runtime, claim: Claim) -> None:
+        if claim.row_id == ada:
+            await ada_may_finish.wait()
+
+    kind = make_kind(perform, renews_lease=False, concurrency=1)
+    limiter = current().limiters.of(kind)
+    first = asyncio.create_task(run_task(kind, ada))
+    await eventually(lambda: not limiter.free, what="ada's run to start")
+    assert await run_task(kind, bob) is None
+    drainer = limiter.drainer
+    assert drainer is not None
+    async with app.state.database.request_sessions() as session, session.begin():
+        # Bob's row is locked: the queue's claim for it waits until this commits.
+        await session.execute(update(User).where(User.id == bob).values(name="Bob"))
+        ada_may_finish.set()
+        await first
+        await eventually(lambda: not limiter.queued, what="the claim for bob to be on its way")
+        stopping = asyncio.create_task(current().limiters.stop(patience=0))
+        await eventually(lambda: drainer.cancelling() > 0, what="the queue to be cut off")
+    await stopping
+
+    handed_back = await get_user(app, bob)
+    assert (handed_back.welcome_status, handed_back.welcome_last_error) == (
+        TaskStatus.RETRYING,
+        "interrupted by shutdown",
+    )
+    assert handed_back.welcome_next_attempt_at is not None
+    assert handed_back.welcome_next_attempt_at <= utcnow()
+    assert limiter.free
 
 
 async def test_work_that_finds_its_lease_lost_stops_and_settles_nothing(app: FastAPI) -> None:
