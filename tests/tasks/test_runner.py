@@ -186,24 +186,49 @@ async def all_succeeded(app: FastAPI, user_ids: list[uuid.UUID]) -> bool:
     return all(user.welcome_status is TaskStatus.SUCCEEDED for user in users)
 
 
+class Gate:
+    """Holds one row's attempt inside `perform`, and so its slot, until opened."""
+
+    def __init__(self, row_id: uuid.UUID) -> None:
+        self.row_id = row_id
+        self.inside = asyncio.Event()
+        self.opened = asyncio.Event()
+
+    async def hold(self, claim: Claim) -> None:
+        if claim.row_id == self.row_id:
+            self.inside.set()
+            await self.opened.wait()
+
+    async def start(self, kind: TaskKind) -> asyncio.Task[TaskStatus | None]:
+        """The row's run, once its attempt is inside."""
+        run = asyncio.create_task(run_task(kind, self.row_id))
+        await asyncio.wait_for(self.inside.wait(), timeout=5)
+        return run
+
+
+def assert_handed_back(user: User) -> None:
+    assert (user.welcome_status, user.welcome_last_error) == (
+        TaskStatus.RETRYING,
+        "interrupted by shutdown",
+    )
+    assert user.welcome_next_attempt_at is not None
+    assert user.welcome_next_attempt_at <= utcnow()
+
+
 async def test_a_run_waiting_for_a_slot_has_not_claimed_its_row(app: FastAPI) -> None:
     """The slot comes before the claim: time spent waiting never eats into a lease."""
-    ada = await insert_user(app, "ada@example.com")
+    ada = Gate(await insert_user(app, "ada@example.com"))
     bob = await insert_user(app, "bob@example.com")
-    first_inside, first_may_finish = asyncio.Event(), asyncio.Event()
 
     async def perform(_runtime: Runtime, claim: Claim) -> None:
-        if claim.row_id == ada:
-            first_inside.set()
-            await first_may_finish.wait()
+        await ada.hold(claim)
 
     kind = make_kind(perform, renews_lease=False, concurrency=1)
-    first = asyncio.create_task(run_task(kind, ada))
-    await asyncio.wait_for(first_inside.wait(), timeout=5)
+    first = await ada.start(kind)
     assert await run_task(kind, bob) is None  # no slot free: queued for one
     assert current().limiters.of(kind).waiting == 1
     while_waiting = await get_user(app, bob)
-    first_may_finish.set()
+    ada.opened.set()
 
     assert (while_waiting.welcome_status, while_waiting.welcome_attempts) == (
         TaskStatus.PENDING,
@@ -218,20 +243,16 @@ async def test_a_run_waiting_for_a_slot_has_not_claimed_its_row(app: FastAPI) ->
 async def test_a_run_with_no_free_slot_is_queued_and_returns_at_once(app: FastAPI) -> None:
     """Its caller (a request's BackgroundTask) is let go; the kind's queue runs the row
     when a slot frees, oldest first."""
-    ada = await insert_user(app, "ada@example.com")
+    ada = Gate(await insert_user(app, "ada@example.com"))
     queued = [await insert_user(app, f"user{n}@example.com") for n in range(4)]
-    ada_inside, ada_may_finish = asyncio.Event(), asyncio.Event()
     performed: list[uuid.UUID] = []
 
     async def perform(_runtime: Runtime, claim: Claim) -> None:
         performed.append(claim.row_id)
-        if claim.row_id == ada:
-            ada_inside.set()
-            await ada_may_finish.wait()
+        await ada.hold(claim)
 
     kind = make_kind(perform, renews_lease=False, concurrency=2)
-    first = asyncio.create_task(run_task(kind, ada))
-    await asyncio.wait_for(ada_inside.wait(), timeout=5)
+    first = await ada.start(kind)
     blocker = asyncio.create_task(run_task(kind, await insert_user(app, "b@example.com")))
     await asyncio.sleep(0)  # the second slot is taken too
     async with asyncio.timeout(1):  # no slot to wait for: each returns at once
@@ -239,7 +260,7 @@ async def test_a_run_with_no_free_slot_is_queued_and_returns_at_once(app: FastAP
 
     assert statuses == [None] * 4
     assert current().limiters.of(kind).waiting == 4
-    ada_may_finish.set()
+    ada.opened.set()
     await first
     await blocker
     await eventually_async(
@@ -252,33 +273,27 @@ async def test_a_run_with_no_free_slot_is_queued_and_returns_at_once(app: FastAP
 async def test_at_shutdown_queued_rows_stay_due_and_a_queued_run_under_way_hands_back(
     app: FastAPI,
 ) -> None:
-    ada, bob, carol = [await insert_user(app, f"{name}@example.com") for name in ("a", "b", "c")]
-    ada_may_finish, bob_inside = asyncio.Event(), asyncio.Event()
+    ada = Gate(await insert_user(app, "a@example.com"))
+    bob, carol = await insert_user(app, "b@example.com"), await insert_user(app, "c@example.com")
+    bob_inside = asyncio.Event()
 
     async def perform(_runtime: Runtime, claim: Claim) -> None:
-        if claim.row_id == ada:
-            await ada_may_finish.wait()
+        await ada.hold(claim)
         if claim.row_id == bob:
             bob_inside.set()
             await asyncio.Event().wait()  # until cut off
 
     kind = make_kind(perform, renews_lease=False, concurrency=1)
-    first = asyncio.create_task(run_task(kind, ada))
-    await eventually(lambda: not current().limiters.of(kind).free, what="ada's run to start")
+    first = await ada.start(kind)
     assert [await run_task(kind, bob), await run_task(kind, carol)] == [None, None]
-    ada_may_finish.set()
+    ada.opened.set()
     await first
     await asyncio.wait_for(bob_inside.wait(), timeout=5)
 
     await current().limiters.stop(patience=0.1)
 
-    handed_back, untouched = await get_user(app, bob), await get_user(app, carol)
-    assert (handed_back.welcome_status, handed_back.welcome_last_error) == (
-        TaskStatus.RETRYING,
-        "interrupted by shutdown",
-    )
-    assert handed_back.welcome_next_attempt_at is not None
-    assert handed_back.welcome_next_attempt_at <= utcnow()
+    assert_handed_back(await get_user(app, bob))
+    untouched = await get_user(app, carol)
     assert (untouched.welcome_status, untouched.welcome_attempts) == (TaskStatus.PENDING, 0)
     assert current().limiters.of(kind).waiting == 0
 
@@ -291,37 +306,29 @@ async def test_a_claim_on_its_way_when_the_queue_is_cut_off_is_finished_and_hand
     running, with no attempt, until its lease ran out."""
     if current().settings.is_sqlite:
         pytest.skip("holds a row lock; SQLite's one connection would hold the claim's too")
-    ada, bob = [await insert_user(app, f"{name}@example.com") for name in ("a", "b")]
-    ada_may_finish = asyncio.Event()
+    ada = Gate(await insert_user(app, "a@example.com"))
+    bob = await insert_user(app, "b@example.com")
 
     async def perform(_runtime: Runtime, claim: Claim) -> None:
-        if claim.row_id == ada:
-            await ada_may_finish.wait()
+        await ada.hold(claim)
 
     kind = make_kind(perform, renews_lease=False, concurrency=1)
     limiter = current().limiters.of(kind)
-    first = asyncio.create_task(run_task(kind, ada))
-    await eventually(lambda: not limiter.free, what="ada's run to start")
+    first = await ada.start(kind)
     assert await run_task(kind, bob) is None
     drainer = limiter.drainer
     assert drainer is not None
     async with app.state.database.request_sessions() as session, session.begin():
         # Bob's row is locked: the queue's claim for it waits until this commits.
         await session.execute(update(User).where(User.id == bob).values(name="Bob"))
-        ada_may_finish.set()
+        ada.opened.set()
         await first
         await eventually(lambda: not limiter.queued, what="the claim for bob to be on its way")
         stopping = asyncio.create_task(current().limiters.stop(patience=0))
         await eventually(lambda: drainer.cancelling() > 0, what="the queue to be cut off")
     await stopping
 
-    handed_back = await get_user(app, bob)
-    assert (handed_back.welcome_status, handed_back.welcome_last_error) == (
-        TaskStatus.RETRYING,
-        "interrupted by shutdown",
-    )
-    assert handed_back.welcome_next_attempt_at is not None
-    assert handed_back.welcome_next_attempt_at <= utcnow()
+    assert_handed_back(await get_user(app, bob))
     assert limiter.free
 
 
